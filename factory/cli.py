@@ -1,0 +1,178 @@
+"""The `factory` command line: each verb is a thin function over the library.
+
+Errors for bad input reach the user here and only here, as one red line and a non-zero
+exit code; a traceback means a bug in the factory, never a mistake of the user.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from factory.errors import FactoryError
+
+app = typer.Typer(
+    help="Make DeepSeek-R1-style reasoning data: problems -> templates -> vLLM -> Parquet shards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def user_errors(fn: Any) -> Any:
+    """Turn FactoryError into one red line + exit 2, Ctrl-C into a resume hint + exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FactoryError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted:[/] finished shards are kept; rerun the same command to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _parse_engine_args(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FactoryError(f"bad --engine-arg '{item}': write KEY=VALUE, e.g. --engine-arg max_model_len=4096")
+        out[key.replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+@user_errors
+def generate(
+    run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
+    problems: Annotated[str, typer.Option("--problems", "-p", help="Source: file (.jsonl/.parquet/.csv), datasets folder, hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, or an earlier run folder.")] = "builtin:arithmetic",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
+    template: Annotated[str, typer.Option("--template", "-t", help="Template name (see `factory templates`) or path to a .yaml file.")] = "r1_zero",
+    backend: Annotated[str, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
+    top_k: Annotated[int, typer.Option(help="Top-k sampling (-1 = off).")] = -1,
+    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 1024,
+    seed: Annotated[int, typer.Option(help="Run seed; per-request seeds derive from it.")] = 0,
+    seed_mode: Annotated[str, typer.Option(help="request: each prompt has its own seed (resumed runs repeat texts); engine: only the engine is seeded.")] = "request",
+    prompt_mode: Annotated[str, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="Column mapping FIELD=COLUMN for problem, answer, tests, task, id.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N problems.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
+    templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files (searched first).")] = None,
+    engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE, e.g. max_model_len=4096.")] = None,
+    base_url: Annotated[str, typer.Option(help="openai backend: API root.")] = "http://127.0.0.1:8000/v1",
+    api_key_env: Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight at most.")] = 32,
+    max_retries: Annotated[int, typer.Option(help="openai backend: retries of a failed request, with backoff.")] = 4,
+) -> None:
+    """Sample n completions per problem into Parquet shards; rerun the same command to resume."""
+    from factory.generate.runner import GenerateConfig, run_generation
+    from factory.progress import RateProgress
+    from factory.sample import Sampling
+    from factory.shards import resolve_run
+    from factory.sources import parse_mapping
+
+    if backend == "vllm" and not model:
+        raise FactoryError("the vllm backend needs --model: a model folder (e.g. one made by `factory tiny-model`) or a hub id")
+    config = GenerateConfig(
+        problems=problems,
+        model=model,
+        template=template,
+        backend=backend,
+        sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, n=n, seed=seed),
+        mapping=parse_mapping(mapping),
+        limit=limit,
+        prompt_mode=prompt_mode,
+        seed_mode=seed_mode,
+        shard_size=shard_size,
+        templates_dirs=[str(d) for d in templates_dir or []],
+        backend_options={
+            "engine_args": _parse_engine_args(engine_arg),
+            "base_url": base_url,
+            "api_key_env": api_key_env,
+            "concurrency": concurrency,
+            "max_retries": max_retries,
+        },
+    )
+    run_dir = resolve_run(run)
+    result = run_generation(config, run_dir, progress=RateProgress("generate", err), log=lambda m: err.print(m))
+    if result.shards_written:
+        rate = result.completion_tokens / result.seconds if result.seconds else 0.0
+        console.print(
+            f"[green]done:[/] {result.samples} samples in {result.shards_written} shards "
+            f"({result.shards_done_before} already done) -> {run_dir}  "
+            f"{result.completion_tokens} tokens, {rate:,.0f} tok/s, {result.errors} errors"
+        )
+
+
+@app.command()
+@user_errors
+def templates(
+    templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files.")] = None,
+) -> None:
+    """List the prompt templates with their output format and a one-line description."""
+    from rich.table import Table
+
+    from factory.templates import list_templates
+
+    table = Table("name", "format", "description")
+    for t in list_templates(templates_dir).values():
+        table.add_row(t.name, t.format, t.description)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def show(
+    run: Annotated[str, typer.Argument(help="Run name or path.")],
+    n: Annotated[int, typer.Option("--n", "-n", help="How many samples to show.")] = 3,
+    stage: Annotated[str, typer.Option(help="Which shards: generated, curated or rejected.")] = "generated",
+) -> None:
+    """Counts for a run and a few samples, rendered readably."""
+    from factory.show import show_run
+    from factory.shards import resolve_run
+
+    show_run(resolve_run(run), stage, n, console)
+
+
+@app.command("tiny-model")
+@user_errors
+def tiny_model(
+    out: Annotated[Path, typer.Argument(help="Folder to write the model to.")],
+    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
+) -> None:
+    """Create a tiny random Qwen2 model with a character-level tokenizer (no download)."""
+    from factory.tiny_model import build_tiny_model
+
+    console.print(f"tiny model written to {build_tiny_model(out, seed=seed)}")
+
+
+def main() -> None:
+    # vLLM logs every engine step at INFO; keep the terminal for our own progress.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(prog_name="factory")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

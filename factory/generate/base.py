@@ -1,0 +1,70 @@
+"""The protocol every generation backend implements, and the registry of backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from factory.errors import FactoryError
+from factory.sample import Sampling
+
+# Called with (samples finished, completion tokens) as generation goes, for progress bars.
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Request:
+    """One prompt to sample `n` completions for."""
+
+    key: str
+    text: str | None = None  # base-model prompt (plain completion)
+    messages: list[dict[str, str]] | None = None  # chat prompt, rendered by the model's template
+    prefill: str = ""  # starts the model's turn in chat mode
+    seed: int | None = None  # per-request seed, so a resumed shard samples the same text
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    stop_reason: str | None = None  # the stop string that ended it, when one did
+    error: str | None = None
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+    # Whether chat-mode prompts carry the template's prefill (a chat API cannot).
+    chat_prefill: bool
+
+    def has_chat_template(self) -> bool: ...
+
+    def prompt_text(self, request: Request) -> str:
+        """The exact prompt as sent, for the `prompt` column."""
+        ...
+
+    def generate(
+        self, requests: list[Request], sampling: Sampling, stop: list[str], progress: ProgressFn
+    ) -> list[list[Completion]]:
+        """`sampling.n` completions per request, in request order. Never raises for one bad sample."""
+        ...
+
+    def close(self) -> None: ...
+
+
+BACKENDS = ("vllm", "openai")
+
+
+def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:
+    if name == "vllm":
+        from factory.generate.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    if name == "openai":
+        from factory.generate.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
+    raise FactoryError(f"unknown backend '{name}': the backends are {', '.join(BACKENDS)}")

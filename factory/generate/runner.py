@@ -1,0 +1,238 @@
+"""The generation run: problems -> prompts -> backend -> Parquet shards, resumable.
+
+Problems are cut into shards of `shard_size // n` problems in source order, so shard k
+always holds the same problems. Each shard is generated with one backend call and written
+atomically with a completion marker; a rerun skips finished shards and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory import shards
+from factory.errors import FactoryError
+from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
+from factory.sample import Sampling, request_seed, sample_id, stable_hash, to_table
+from factory.sources import Problem, load_problems
+from factory.templates import Template, load_template
+
+PROMPT_MODES = ("auto", "chat", "base")
+SEED_MODES = ("request", "engine")
+
+
+@dataclass
+class GenerateConfig:
+    """Everything that decides what a run generates."""
+
+    problems: str
+    model: str
+    template: str = "r1_zero"
+    backend: str = "vllm"
+    sampling: Sampling = field(default_factory=Sampling)
+    mapping: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    prompt_mode: str = "auto"
+    seed_mode: str = "request"  # "engine": only the engine is seeded (texts may differ on resume)
+    shard_size: int = 2048
+    templates_dirs: list[str] = field(default_factory=list)
+    # How to reach the model; these do not change what is generated, so are not fingerprinted.
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise FactoryError(f"unknown backend '{self.backend}': the backends are {', '.join(BACKENDS)}")
+        if self.prompt_mode not in PROMPT_MODES:
+            raise FactoryError(f"unknown prompt mode '{self.prompt_mode}': use {', '.join(PROMPT_MODES)}")
+        if self.seed_mode not in SEED_MODES:
+            raise FactoryError(f"unknown seed mode '{self.seed_mode}': use {', '.join(SEED_MODES)}")
+        s = self.sampling
+        if s.n < 1 or s.max_tokens < 1 or self.shard_size < 1:
+            raise FactoryError("--n, --max-tokens and --shard-size must be at least 1")
+        if s.temperature < 0 or not 0 < s.top_p <= 1:
+            raise FactoryError("--temperature must be >= 0 and --top-p in (0, 1]")
+
+
+@dataclass
+class Plan:
+    template: Template
+    problems: list[Problem]
+    per_shard: int
+
+    @property
+    def num_shards(self) -> int:
+        return (len(self.problems) + self.per_shard - 1) // self.per_shard
+
+    def shard_problems(self, index: int) -> list[Problem]:
+        return self.problems[index * self.per_shard : (index + 1) * self.per_shard]
+
+
+def plan_run(config: GenerateConfig) -> Plan:
+    config.validate()
+    template = load_template(config.template, [Path(d) for d in config.templates_dirs])
+    problems = load_problems(config.problems, config.mapping, config.limit)
+    for p in problems[:1]:
+        template.context(p)  # a template that needs inputs the source lacks fails here, not later
+    per_shard = max(1, config.shard_size // config.sampling.n)
+    return Plan(template, problems, per_shard)
+
+
+def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[str, Any]:
+    d = asdict(config)
+    d.pop("backend_options")
+    d.pop("templates_dirs")
+    d["prompt_mode"] = mode
+    d["template_digest"] = plan.template.digest
+    d["problem_ids_digest"] = stable_hash([p.problem_id for p in plan.problems])
+    return d
+
+
+def resolve_mode(config: GenerateConfig, backend_has_chat: Callable[[], bool]) -> str:
+    if config.prompt_mode != "auto":
+        return config.prompt_mode
+    return "chat" if backend_has_chat() else "base"
+
+
+def local_has_chat_template(model: str) -> bool:
+    """Read the tokenizer's chat template without starting an engine (so a refusal is quick)."""
+    try:
+        from transformers import AutoTokenizer
+
+        return bool(AutoTokenizer.from_pretrained(model).chat_template)
+    except (OSError, ValueError):
+        return False
+
+
+def make_request(template: Template, p: Problem, mode: str, config: GenerateConfig) -> Request:
+    seed = request_seed(config.sampling.seed, p.problem_id, template.name) if config.seed_mode == "request" else None
+    if mode == "chat":
+        return Request(key=p.problem_id, messages=template.render_messages(p), prefill=template.prefill, seed=seed)
+    return Request(key=p.problem_id, text=template.render_base(p), seed=seed)
+
+
+def sample_rows(
+    p: Problem, prompt: str, completions: list[Completion], template: Template, backend: Backend,
+    config: GenerateConfig, mode: str,
+) -> list[dict[str, Any]]:
+    rows = []
+    prefilled = mode == "base" or backend.chat_prefill
+    for i, c in enumerate(completions):
+        text = c.text
+        if template.keep_stop and c.stop_reason in template.stop:
+            text += c.stop_reason  # the closing tag ended generation; it belongs to the format
+        parsed = template.parse(text, prefilled=prefilled) if c.error is None else None
+        rows.append(
+            {
+                "id": sample_id(p.problem_id, template.name, backend.model, config.sampling, i),
+                "problem_id": p.problem_id,
+                "sample_index": i,
+                "source": p.source,
+                "task": p.task,
+                "problem": p.problem,
+                "answer": p.answer,
+                "tests": p.tests,
+                "template": template.name,
+                "prompt": prompt,
+                "completion": text,
+                "reasoning": parsed.reasoning if parsed else None,
+                "final": parsed.final if parsed else None,
+                "parse_error": parsed.error if parsed else None,
+                "finish_reason": c.finish_reason,
+                "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens,
+                "model": backend.model,
+                "sampling": config.sampling.as_dict(),
+                "error": c.error,
+                "scores": {},
+                "metadata": json.dumps(
+                    {"prompt_mode": mode, "backend": backend.name, "context": p.context},
+                    ensure_ascii=False,
+                    default=str,
+                ),
+            }
+        )
+    return rows
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    shards_total: int
+    shards_done_before: int
+    shards_written: int = 0
+    samples: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+class _NullProgress:
+    def start(self, total_samples: int, done_samples: int) -> None: ...
+    def advance(self, samples: int, tokens: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+def run_generation(
+    config: GenerateConfig,
+    run_dir: Path,
+    backend: Backend | None = None,
+    progress: Any = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> RunResult:
+    """Generate every unfinished shard of the run. `backend` may be passed in (benchmarks)."""
+    plan = plan_run(config)
+    if backend is None and config.backend == "vllm":
+        mode = resolve_mode(config, lambda: local_has_chat_template(config.model))
+    elif backend is not None:
+        mode = resolve_mode(config, backend.has_chat_template)
+    else:
+        mode = "chat" if config.prompt_mode == "auto" else config.prompt_mode
+    shards.open_run(run_dir, fingerprinted_config(config, plan, mode), stable_hash(fingerprinted_config(config, plan, mode)))
+    shards.remove_stale_temp_files(run_dir / "generated")
+    todo = [k for k in range(plan.num_shards) if not shards.is_done(shards.shard_path(run_dir, "generated", k))]
+    result = RunResult(run_dir, plan.num_shards, plan.num_shards - len(todo))
+    if not todo:
+        log(f"all {plan.num_shards} shards of {run_dir} are already done; nothing to do")
+        return result
+    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {config.sampling.n} samples)")
+    owned = backend is None
+    if backend is None:
+        backend = open_backend(config.backend, config.model, {"seed": config.sampling.seed, **config.backend_options})
+    progress = progress or _NullProgress()
+    n = config.sampling.n
+    already = sum(len(plan.shard_problems(k)) * n for k in range(plan.num_shards) if k not in todo)
+    progress.start(len(plan.problems) * n, already)
+    started = time.perf_counter()
+    try:
+        for k in todo:
+            t0 = time.perf_counter()
+            problems = plan.shard_problems(k)
+            requests = [make_request(plan.template, p, mode, config) for p in problems]
+            prompts = [backend.prompt_text(r) for r in requests]
+            outputs = backend.generate(requests, config.sampling, plan.template.stop, progress.advance)
+            rows = [
+                row
+                for p, prompt, comps in zip(problems, prompts, outputs)
+                for row in sample_rows(p, prompt, comps, plan.template, backend, config, mode)
+            ]
+            tokens = sum(r["completion_tokens"] or 0 for r in rows)
+            errors = sum(r["error"] is not None for r in rows)
+            shards.write_shard(
+                shards.shard_path(run_dir, "generated", k),
+                to_table(rows),
+                {"seconds": round(time.perf_counter() - t0, 3), "completion_tokens": tokens, "errors": errors},
+            )
+            result.shards_written += 1
+            result.samples += len(rows)
+            result.completion_tokens += tokens
+            result.errors += errors
+    finally:
+        progress.stop()
+        result.seconds = time.perf_counter() - started
+        if owned:
+            backend.close()
+    return result

