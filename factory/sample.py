@@ -1,7 +1,8 @@
 """The one record type: every shard of every stage has these columns.
 
 A sample is one row. Rejected samples keep every column and add `rejected_by` and
-`reason`, so nothing is ever dropped silently. `id` is a stable hash of what makes the
+`reason`, so nothing is ever dropped silently. Open-ended fields (`scores`, `metadata`)
+are JSON strings, since `datasets` reads no Arrow map type. `id` is a stable hash of what makes the
 sample (problem, template, model, sampling without `n`, sample index), so a rerun or a
 resumed run produces exactly the same ids.
 """
@@ -50,7 +51,9 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         ("rejected_by", pa.string()),
         ("reason", pa.string()),
-        ("scores", pa.map_(pa.string(), pa.float64())),
+        # JSON object of name -> number (judge score, language share...). A JSON string rather
+        # than an Arrow map because `datasets` cannot read map columns.
+        ("scores", pa.string()),
         ("metadata", pa.string()),  # JSON object
     ]
 )

@@ -128,19 +128,31 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def open_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
-    """Create the run's manifest, or check that an existing run was made with the same config."""
+def check_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
+    """Refuse to continue a run that was made with a different config."""
     path = run_dir / MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("fingerprint") != fingerprint:
-            changed = [k for k in config if old.get("config", {}).get(k) != config[k]]
-            raise FactoryError(
-                f"{run_dir} was made with a different config (changed: {', '.join(changed) or 'inputs'}); "
-                "use another run name, or delete the folder to start over"
-            )
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    if old.get("fingerprint") != fingerprint:
+        changed = [k for k in config if old.get("config", {}).get(k) != config[k]]
+        raise FactoryError(
+            f"{run_dir} was made with a different config (changed: {', '.join(changed) or 'inputs'}); "
+            "use another run name, or delete the folder to start over"
+        )
+
+
+def write_manifest(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
+    """Write the run's manifest once; an existing one was already checked by check_run."""
+    if (run_dir / MANIFEST).exists():
         return
     atomic_write_json(
-        path,
+        run_dir / MANIFEST,
         {"fingerprint": fingerprint, "config": config, "versions": package_versions()},
     )
+
+
+def open_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
+    """Check an existing run's config, or start a new run folder with its manifest."""
+    check_run(run_dir, config, fingerprint)
+    write_manifest(run_dir, config, fingerprint)

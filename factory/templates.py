@@ -27,7 +27,7 @@ from factory.errors import FactoryError
 from factory.parsers import PARSERS, Parsed
 from factory.sources import Problem
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 REQUIRED_KEYS = ("name", "description", "format", "base", "chat")
 
 

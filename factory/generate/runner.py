@@ -147,7 +147,7 @@ def sample_rows(
                 "model": backend.model,
                 "sampling": config.sampling.as_dict(),
                 "error": c.error,
-                "scores": {},
+                "scores": "{}",
                 "metadata": json.dumps(
                     {"prompt_mode": mode, "backend": backend.name, "context": p.context},
                     ensure_ascii=False,
@@ -191,17 +191,21 @@ def run_generation(
         mode = resolve_mode(config, backend.has_chat_template)
     else:
         mode = "chat" if config.prompt_mode == "auto" else config.prompt_mode
-    shards.open_run(run_dir, fingerprinted_config(config, plan, mode), stable_hash(fingerprinted_config(config, plan, mode)))
+    fingerprint_config = fingerprinted_config(config, plan, mode)
+    fingerprint = stable_hash(fingerprint_config)
+    shards.check_run(run_dir, fingerprint_config, fingerprint)  # refuse a changed config before any slow start
     shards.remove_stale_temp_files(run_dir / "generated")
     todo = [k for k in range(plan.num_shards) if not shards.is_done(shards.shard_path(run_dir, "generated", k))]
     result = RunResult(run_dir, plan.num_shards, plan.num_shards - len(todo))
     if not todo:
         log(f"all {plan.num_shards} shards of {run_dir} are already done; nothing to do")
         return result
-    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {config.sampling.n} samples)")
     owned = backend is None
     if backend is None:
         backend = open_backend(config.backend, config.model, {"seed": config.sampling.seed, **config.backend_options})
+    # Written only once the backend is up, so a failed start does not tie the run name to bad settings.
+    shards.write_manifest(run_dir, fingerprint_config, fingerprint)
+    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {config.sampling.n} samples)")
     progress = progress or _NullProgress()
     n = config.sampling.n
     already = sum(len(plan.shard_problems(k)) * n for k in range(plan.num_shards) if k not in todo)

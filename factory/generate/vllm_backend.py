@@ -87,6 +87,13 @@ class VLLMBackend:
             raise FactoryError(f"vLLM could not load model '{model}': {str(e).splitlines()[0]}") from None
         self.tokenizer = self.llm.get_tokenizer()
 
+    @classmethod
+    def from_llm(cls, llm: Any, model: str) -> VLLMBackend:
+        """Wrap an engine that is already running (benchmarks compare against the same engine)."""
+        self = cls.__new__(cls)
+        self.model, self.llm, self.tokenizer = model, llm, llm.get_tokenizer()
+        return self
+
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
