@@ -5,7 +5,13 @@ STAMP  := $(VENV)/.installed-stamp
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 DEMO_MODEL := data/demo-model
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install system-deps test test-fast demo bench clean
+
+# Debian packages: bubblewrap (+ util-linux's setpriv/prlimit) sandbox the code verifier.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +26,7 @@ else
 endif
 	touch $(STAMP)
 
-install: $(STAMP)
+install: system-deps $(STAMP)
 
 test: install
 	$(PY) -m pytest -q

@@ -155,6 +155,64 @@ def show(
     show_run(resolve_run(run), stage, n, console)
 
 
+@app.command("filter")
+@user_errors
+def filter_(
+    run: Annotated[str, typer.Argument(help="Run name or path (its generated shards are filtered).")],
+    chain: Annotated[str, typer.Option("--chain", "-c", help="Chain name (see `factory chains`) or path to a chain .yaml.")] = "cold_start",
+    workers: Annotated[int | None, typer.Option(help="Worker processes for per-sample steps (default: all cores).")] = None,
+    redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
+    chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files (searched first).")] = None,
+) -> None:
+    """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
+    from rich.progress import Progress
+
+    from factory.chain import load_chain, run_chain
+    from factory.funnel import print_funnel
+    from factory.shards import done_shards, resolve_run
+
+    run_dir = resolve_run(run)
+    loaded = load_chain(chain, chains_dir)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("filter", total=len(done_shards(run_dir, "generated")))
+        funnel = run_chain(run_dir, loaded, workers=workers, redo=redo, log=lambda m: err.print(m),
+                           on_shard=lambda k: progress.advance(task, k))
+    print_funnel(funnel, console)
+
+
+@app.command()
+@user_errors
+def funnel(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> None:
+    """The funnel of a filtered run: in, kept and rejected per step and reason."""
+    from factory.funnel import compute_funnel, print_funnel
+    from factory.shards import resolve_run
+
+    print_funnel(compute_funnel(resolve_run(run)), console)
+
+
+@app.command()
+@user_errors
+def chains(
+    chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files.")] = None,
+) -> None:
+    """List the filter chains and their steps; and every step with its settings."""
+    from rich.table import Table
+
+    from factory.chain import list_chains
+    from factory.filters import STEPS, step_class
+    from factory.filters.base import describe_settings
+
+    table = Table("chain", "steps", "description")
+    for c in list_chains(chains_dir).values():
+        table.add_row(c.name, ", ".join(n for n, _ in c.steps), c.description)
+    console.print(table)
+    steps = Table("step", "description", "settings")
+    for name in STEPS:
+        cls = step_class(name)
+        steps.add_row(name, cls.description, describe_settings(cls))
+    console.print(steps)
+
+
 @app.command("tiny-model")
 @user_errors
 def tiny_model(

@@ -97,7 +97,7 @@ def remove_stale_temp_files(folder: Path) -> None:
 
 def done_shards(run_dir: Path, stage: str) -> list[Path]:
     folder = run_dir / stage
-    return sorted(p for p in folder.glob("shard-*.parquet") if is_done(p)) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("*.parquet") if is_done(p)) if folder.is_dir() else []
 
 
 def read_table(run_dir: Path, stage: str) -> pa.Table:

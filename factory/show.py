@@ -33,7 +33,7 @@ def show_run(run_dir: Path, stage: str, n: int, console: Console) -> None:
     (samples, problems, tokens, parsed, errors) = con.execute(
         "SELECT count(*), count(DISTINCT problem_id), sum(completion_tokens), "
         "count(*) FILTER (WHERE parse_error IS NULL AND error IS NULL), count(error) FROM s"
-    ).fetchone()
+    ).fetchall()[0]
     table = Table("samples", "problems", "completion tokens", "parsed", "errors")
     table.add_row(str(samples), str(problems), str(tokens or 0), f"{parsed} ({parsed / samples:.0%})", str(errors))
     console.print(table)

@@ -151,7 +151,13 @@ def sample_rows(
                 "error": c.error,
                 "scores": "{}",
                 "metadata": json.dumps(
-                    {"prompt_mode": mode, "backend": backend.name, "context": p.context},
+                    {
+                        "prompt_mode": mode,
+                        "backend": backend.name,
+                        # The part of the model's turn that was in the prompt; format checks need it.
+                        "prefill": template.prefill if prefilled else "",
+                        "context": p.context,
+                    },
                     ensure_ascii=False,
                     default=str,
                 ),

@@ -1,0 +1,212 @@
+"""Filter chains: YAML files naming steps and settings, run over a run's shards.
+
+Per-sample steps run shard by shard in worker processes (all cores); each shard writes
+`curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns plus
+`rejected_by` and `reason`) and a marker with its per-step counts. Global steps then run
+in DuckDB over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and
+then removes those rows from the curated shards, so a crash at any point resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from factory import shards
+from factory.assets import shipped_dir
+from factory.errors import FactoryError
+from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
+from factory.filters.base import Outcome, Reject, build
+from factory.sample import SCHEMA, to_table
+
+FILTER_MANIFEST = "filter.json"
+
+
+@dataclass
+class Chain:
+    name: str
+    description: str
+    steps: list[tuple[str, Any]]  # (label, configured step object); label = name, or name#2 when repeated
+    path: Path
+    digest: str
+
+    @property
+    def per_sample(self) -> list[tuple[str, Any]]:
+        return [(n, s) for n, s in self.steps if s.name in PER_SAMPLE]
+
+    @property
+    def global_steps(self) -> list[tuple[str, Any]]:
+        return [(n, s) for n, s in self.steps if s.name in GLOBAL]
+
+
+def chain_dirs(extra: list[Path] | None = None) -> list[Path]:
+    return [*(extra or []), shipped_dir("filters")]
+
+
+def load_chain(name_or_path: str, extra: list[Path] | None = None) -> Chain:
+    path = Path(name_or_path)
+    if not name_or_path.endswith((".yaml", ".yml")):
+        found = [d / f"{name_or_path}.yaml" for d in chain_dirs(extra) if (d / f"{name_or_path}.yaml").is_file()]
+        if not found:
+            names = sorted({p.stem for d in chain_dirs(extra) if d.is_dir() for p in d.glob("*.yaml")})
+            raise FactoryError(f"unknown chain '{name_or_path}': the chains are {', '.join(names)} (or pass a .yaml path)")
+        path = found[0]
+    if not path.is_file():
+        raise FactoryError(f"{name_or_path}: no such chain file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise FactoryError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
+        raise FactoryError(f"{path}: a chain is a mapping with 'name', 'description' and a non-empty 'steps' list")
+    steps: list[tuple[str, Any]] = []
+    seen_global = False
+    for i, item in enumerate(data["steps"], 1):
+        if isinstance(item, str):
+            name, settings = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, settings = next(iter(item.items()))
+        else:
+            raise FactoryError(f"{path}: step {i} must be a step name or a one-key mapping NAME: {{settings}}")
+        if name not in STEPS:
+            raise FactoryError(f"{path}: step {i}: unknown step '{name}'; the steps are {', '.join(STEPS)}")
+        if name in PER_SAMPLE and seen_global:
+            raise FactoryError(f"{path}: step {i} '{name}' is per-sample but comes after a global step; list per-sample steps first")
+        seen_global |= name in GLOBAL
+        repeats = sum(1 for _, s in steps if s.name == name)
+        label = name if not repeats else f"{name}#{repeats + 1}"
+        steps.append((label, build(step_class(name), settings, f"{path}: step {i}")))
+    return Chain(
+        name=str(data.get("name") or path.stem),
+        description=" ".join(str(data.get("description", "")).split()),
+        steps=steps,
+        path=path,
+        digest=hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+    )
+
+
+def list_chains(extra: list[Path] | None = None) -> dict[str, Chain]:
+    found: dict[str, Chain] = {}
+    for d in reversed(chain_dirs(extra)):
+        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            c = load_chain(str(p))
+            found[c.name] = c
+    return found
+
+
+def reason_code(reason: str | None) -> str:
+    return (reason or "").split(":", 1)[0]
+
+
+def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str, Any]) -> tuple[list, list]:
+    step.prepare(samples)
+    kept, rejected = [], []
+    for s in samples:
+        out = step.check(s)
+        if isinstance(out, Reject) or out is None:
+            out = Outcome(out)
+        if out.scores:
+            s["scores"] = json.dumps({**json.loads(s.get("scores") or "{}"), **out.scores})
+        if out.reject is None:
+            kept.append(s)
+        else:
+            r = out.reject
+            s["rejected_by"], s["reason"] = name, r.reason + (f": {r.detail}" if r.detail else "")
+            stats["rejected"][r.reason] = stats["rejected"].get(r.reason, 0) + 1
+            rejected.append(s)
+    stats["kept"] = len(kept)
+    return kept, rejected
+
+
+def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
+    """Worker: run the chain's per-sample steps over one generated shard and write its outputs."""
+    run = Path(run_dir)
+    chain = load_chain(chain_path)
+    source = shards.shard_path(run, "generated", index)
+    try:
+        samples = pq.read_table(source, schema=SCHEMA).to_pylist()
+    except Exception as e:  # a corrupt shard is bad input, reported with its path
+        raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); regenerate it by deleting it and its .done marker") from None
+    steps_stats = []
+    rejected_all: list[dict[str, Any]] = []
+    for name, step in chain.per_sample:
+        stats = {"step": name, "in": len(samples), "kept": 0, "rejected": {}}
+        samples, rejected = _apply(step, samples, name, stats)
+        rejected_all += rejected
+        steps_stats.append(stats)
+    # Rejected first: the curated marker is what says the shard is filtered.
+    shards.write_shard(shards.shard_path(run, "rejected", index), to_table(rejected_all), {})
+    shards.write_shard(shards.shard_path(run, "curated", index), to_table(samples), {"steps": steps_stats})
+    return {"index": index, "steps": steps_stats}
+
+
+def _check_filter_manifest(run_dir: Path, chain: Chain, redo: bool) -> None:
+    path = run_dir / FILTER_MANIFEST
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("digest") == chain.digest and not redo:
+            return
+        if not redo:
+            raise FactoryError(
+                f"{run_dir} was filtered with chain '{old.get('chain')}' ({old.get('path')}), not this one; "
+                "pass --redo to replace its curated/ and rejected/ shards"
+            )
+    for stage in ("curated", "rejected"):
+        shutil.rmtree(run_dir / stage, ignore_errors=True)
+    shards.atomic_write_json(path, {"chain": chain.name, "path": str(chain.path), "digest": chain.digest})
+
+
+def run_chain(
+    run_dir: Path, chain: Chain, workers: int | None = None, redo: bool = False,
+    log: Callable[[str], None] = lambda _m: None, on_shard: Callable[[int], None] = lambda _n: None,
+) -> dict[str, Any]:
+    """Filter every unfiltered shard, then run the global steps; return the funnel."""
+    shards.read_manifest(run_dir)
+    generated = shards.done_shards(run_dir, "generated")
+    if not generated:
+        raise FactoryError(f"{run_dir}: no finished generated shards to filter; run `factory generate` first")
+    _check_filter_manifest(run_dir, chain, redo)
+    for stage in ("curated", "rejected"):
+        shards.remove_stale_temp_files(run_dir / stage)
+    indices = [int(p.stem.split("-")[1]) for p in generated]
+    todo = [k for k in indices if not shards.is_done(shards.shard_path(run_dir, "curated", k))]
+    if todo and list((run_dir / "rejected").glob("global-*")):
+        # Global steps already removed rows from the curated shards; with new or redone shards
+        # their result would double count, so the whole chain runs again from the generated shards.
+        log("shards changed since the global steps ran: filtering every shard again")
+        for stage in ("curated", "rejected"):
+            shutil.rmtree(run_dir / stage, ignore_errors=True)
+        todo = indices
+    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'")
+    if todo:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        if workers == 1:
+            for k in todo:
+                filter_shard(str(run_dir), k, str(chain.path))
+                on_shard(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(filter_shard, str(run_dir), k, str(chain.path)) for k in todo]
+                for f in futures:
+                    f.result()
+                    on_shard(1)
+    from factory.filters.global_steps import run_global_steps
+
+    run_global_steps(run_dir, chain, log)
+    from factory.funnel import compute_funnel
+
+    funnel = compute_funnel(run_dir)
+    shards.atomic_write_json(run_dir / "funnel.json", funnel)
+    return funnel

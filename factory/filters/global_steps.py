@@ -1,0 +1,205 @@
+"""Global steps: they see all kept samples at once, in DuckDB over every curated shard.
+
+A step returns the ids to reject with "code: detail" reasons. Applying it is crash-safe:
+the rejected rows are written to `rejected/global-NN-<step>.parquet` (with a marker) before
+any curated shard is rewritten without them, and a rerun that finds that file re-applies it
+instead of computing the step again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from factory import shards
+from factory.errors import FactoryError
+from factory.filters.base import setting
+from factory.sample import SCHEMA
+
+
+class GlobalStep:
+    name: str
+    description: str
+    reasons: tuple[str, ...] = ()
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        """Views `kept` (curated samples) and `generated` (all samples) exist; return (id, reason)."""
+        raise NotImplementedError
+
+
+@dataclass
+class Dedup(GlobalStep):
+    name = "dedup"
+    description = "Exact duplicates (normalized-text hash join) and near duplicates (MinHash + LSH bands joined in DuckDB)."
+    reasons = ("exact_duplicate", "near_duplicate")
+    exact: bool = setting(True, "reject exact duplicates of the normalized completion")
+    near: bool = setting(True, "reject near duplicates by MinHash")
+    threshold: float = setting(0.8, "estimated Jaccard similarity from which two texts are near duplicates")
+    num_perm: int = setting(128, "MinHash permutations")
+    bands: int = setting(16, "LSH bands (num_perm must be a multiple)")
+    ngram: int = setting(5, "word n-gram size of the shingles")
+    column: str = setting("completion", "text column to deduplicate")
+
+    def validate(self) -> str | None:
+        if self.num_perm % self.bands:
+            return "num_perm must be a multiple of bands"
+        return None if 0 < self.threshold <= 1 else "threshold must be in (0, 1]"
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        from factory import dedup
+
+        parts = []
+        if self.exact:
+            parts.append(dedup.exact_duplicates(con, "kept"))
+        if self.near:
+            rejected = {i.as_py() for p in parts for i in p["id"]}
+            con.register("_not_exact", pa.table({"id": list(rejected)}, schema=pa.schema([("id", pa.string())])))
+            con.execute("CREATE OR REPLACE TEMP VIEW kept_unique AS SELECT * FROM kept WHERE id NOT IN (SELECT id FROM _not_exact)")
+            parts.append(dedup.near_duplicates(con, "kept_unique", text_column=self.column, num_perm=self.num_perm,
+                                               bands=self.bands, ngram=self.ngram, threshold=self.threshold))
+        return pa.concat_tables(parts) if parts else _empty()
+
+
+@dataclass
+class Decontaminate(GlobalStep):
+    name = "decontaminate"
+    description = "Word n-gram overlap of problems with benchmark question files (JSONL, Parquet or text)."
+    reasons = ("benchmark_overlap",)
+    benchmarks: list[str] = setting([], "benchmark question files")
+    n: int = setting(13, "n-gram length in words")
+    column: str = setting("problem", "sample column compared with the benchmarks")
+    benchmark_column: str | None = setting(None, "question column in the benchmark files (default: problem/question/prompt/text)")
+
+    def validate(self) -> str | None:
+        return None if self.benchmarks else "name at least one benchmark file in 'benchmarks'"
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        from factory import dedup
+
+        return dedup.decontaminate(con, "kept", self.benchmarks, n=self.n, column=self.column,
+                                   benchmark_column=self.benchmark_column)
+
+
+@dataclass
+class Select(GlobalStep):
+    name = "select"
+    description = "Per problem: keep problems whose pass rate lies in a band (RL prompt selection), then at most k samples (shortest or random)."
+    reasons = ("pass_rate_out_of_band", "over_per_problem_limit")
+    max_per_problem: int | None = setting(None, "keep at most this many samples per problem")
+    order: str = setting("shortest", "which samples to keep: shortest (completion tokens) or random")
+    seed: int = setting(0, "seed of the random order")
+    min_pass_rate: float | None = setting(None, "lowest pass rate (kept / generated samples of the problem) to keep")
+    max_pass_rate: float | None = setting(None, "highest pass rate to keep")
+
+    def validate(self) -> str | None:
+        if self.order not in ("shortest", "random"):
+            return "order must be shortest or random"
+        if self.max_per_problem is not None and self.max_per_problem < 1:
+            return "max_per_problem must be at least 1"
+        return None
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        parts = []
+        if self.min_pass_rate is not None or self.max_pass_rate is not None:
+            lo, hi = self.min_pass_rate or 0.0, 1.0 if self.max_pass_rate is None else self.max_pass_rate
+            parts.append(con.sql(
+                """WITH rate AS (
+                     SELECT g.problem_id, count(k.id)::DOUBLE / count(*) AS r
+                     FROM generated g LEFT JOIN kept k ON k.id = g.id GROUP BY g.problem_id)
+                   SELECT k.id, printf('pass_rate_out_of_band: %.2f not in [%.2f, %.2f]', r, ?, ?) AS reason
+                   FROM kept k JOIN rate USING (problem_id) WHERE r < ? OR r > ?""",
+                params=[lo, hi, lo, hi]).to_arrow_table())
+        if self.max_per_problem is not None:
+            order = "completion_tokens, id" if self.order == "shortest" else f"hash(id || '{int(self.seed)}'), id"
+            out_of_band = parts[0] if parts else _empty()
+            con.register("_out_of_band", out_of_band)
+            parts.append(con.sql(
+                f"""SELECT id, printf('over_per_problem_limit: rank %d > %d', rk, ?) AS reason FROM (
+                      SELECT id, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS rk
+                      FROM kept WHERE id NOT IN (SELECT id FROM _out_of_band)) WHERE rk > ?""",
+                params=[self.max_per_problem, self.max_per_problem]).to_arrow_table())
+        return pa.concat_tables([p.cast(_empty().schema) for p in parts]) if parts else _empty()
+
+
+def _empty() -> pa.Table:
+    return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+
+
+def _global_path(run_dir: Path, position: int, label: str) -> Path:
+    return run_dir / "rejected" / f"global-{position:02d}-{label.replace('#', '-')}.parquet"
+
+
+def _connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for view, stage in (("kept", "curated"), ("generated", "generated")):
+        files = [str(p) for p in shards.done_shards(run_dir, stage)]
+        if files:
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({files!r})")
+        else:
+            con.register(view, SCHEMA.empty_table())
+    return con
+
+
+def _apply_to_curated(run_dir: Path, rejected_ids: set[str], score_updates: dict[str, dict[str, float]]) -> None:
+    """Rewrite the curated shards without the rejected rows and with the step's scores merged."""
+    if not rejected_ids and not score_updates:
+        return
+    ids = pa.array(sorted(rejected_ids), pa.string())
+    for shard in shards.done_shards(run_dir, "curated"):
+        table = pq.read_table(shard, schema=SCHEMA)
+        mask = pc.is_in(table["id"], value_set=ids)
+        touched = any(i in score_updates for i in table["id"].to_pylist())
+        if not pc.any(mask).as_py() and not touched:
+            continue
+        table = table.filter(pc.invert(mask))
+        if touched:
+            merged = [
+                json.dumps({**json.loads(sc or "{}"), **score_updates.get(i, {})})
+                for i, sc in zip(table["id"].to_pylist(), table["scores"].to_pylist())
+            ]
+            table = table.set_column(table.schema.get_field_index("scores"), "scores", pa.array(merged, pa.string()))
+        stats = json.loads(shards.marker_path(shard).read_text())
+        stats.pop("rows", None)
+        shards.write_shard(shard, table, stats)
+
+
+def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> None:
+    for position, (name, step) in enumerate(chain.global_steps):
+        path = _global_path(run_dir, position, name)
+        marker = shards.marker_path(path).with_suffix(".applied")
+        if marker.exists():
+            continue
+        if not shards.is_done(path):
+            con = _connect(run_dir)
+            entering = con.execute("SELECT count(*) FROM kept").fetchall()[0][0]
+            try:
+                result = step.run(con)
+            except duckdb.Error as e:
+                raise FactoryError(f"global step '{name}' failed in DuckDB: {str(e).splitlines()[0]}") from None
+            con.register("_rejects", result)
+            rows = con.sql(
+                "SELECT k.* EXCLUDE (rejected_by, reason), ? AS rejected_by, r.reason FROM kept k JOIN _rejects r USING (id)",
+                params=[name],
+            ).to_arrow_table().select(SCHEMA.names).cast(SCHEMA)
+            codes: dict[str, int] = {}
+            for reason in rows["reason"].to_pylist():
+                code = reason.split(":", 1)[0]
+                codes[code] = codes.get(code, 0) + 1
+            stats = {
+                "steps": [{"step": name, "in": entering, "kept": entering - rows.num_rows, "rejected": codes}],
+                "scores": getattr(step, "scores", {}),  # kept here so a resumed apply still has them
+            }
+            shards.write_shard(path, rows, stats)
+            log(f"{name}: {rows.num_rows} of {entering} rejected")
+        rejected = set(pq.read_table(path, columns=["id"])["id"].to_pylist())
+        scores = json.loads(shards.marker_path(path).read_text()).get("scores", {})
+        _apply_to_curated(run_dir, rejected, scores)
+        marker.write_text("applied\n")

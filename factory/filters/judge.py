@@ -1,0 +1,73 @@
+"""`judge`: a quality score from a judge model through the `judge` template and a backend.
+
+A global step because it needs one model for all samples: the kept samples are rendered
+with the judge template and generated in one backend call; the score is kept in
+`scores.judge` and samples below the threshold are rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from factory.filters.base import setting
+from factory.filters.global_steps import GlobalStep
+
+
+@dataclass
+class Judge(GlobalStep):
+    name = "judge"
+    description = "Score each kept sample with a judge model (judge template); reject below min_score."
+    reasons = ("low_judge_score", "judge_unparsed", "judge_error")
+    model: str = setting("", "judge model: folder or hub id (vllm) or served name (openai)")
+    backend: str = setting("vllm", "vllm or openai")
+    base_url: str = setting("http://127.0.0.1:8000/v1", "openai backend: API root")
+    template: str = setting("judge", "template that asks for 'Score: N'")
+    min_score: float = setting(6.0, "lowest score kept")
+    max_tokens: int = setting(512, "tokens for the judge's answer")
+    prompt_mode: str = setting("auto", "chat, base or auto")
+
+    def validate(self) -> str | None:
+        return None if self.model or self.backend == "openai" else "set 'model' to the judge model"
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        from factory.generate.base import Request, open_backend
+        from factory.sample import Sampling
+        from factory.sources import Problem
+        from factory.templates import load_template
+
+        rows = con.execute("SELECT id, problem, answer, task, completion FROM kept ORDER BY id").fetchall()
+        if not rows:
+            return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+        template = load_template(self.template)
+        backend = open_backend(self.backend, self.model, {"base_url": self.base_url, "seed": 0})
+        try:
+            chat = self.prompt_mode == "chat" or (self.prompt_mode == "auto" and backend.has_chat_template())
+            requests = []
+            for id_, problem, answer, task, completion in rows:
+                p = Problem(problem_id=id_, problem=problem, answer=answer, task=task or "math",
+                            context={"completion": completion or ""})
+                requests.append(Request(key=id_, messages=template.render_messages(p), prefill=template.prefill)
+                                if chat else Request(key=id_, text=template.render_base(p)))
+            outputs = backend.generate(requests, Sampling(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, n=1),
+                                       template.stop, lambda _s, _t: None)
+        finally:
+            backend.close()
+        ids, reasons, scores = [], [], {}
+        for (id_, *_), (c,) in zip(rows, outputs):
+            if c.error:
+                ids.append(id_), reasons.append(f"judge_error: {c.error[:100]}")
+                continue
+            parsed = template.parse(c.text, prefilled=chat and backend.chat_prefill or not chat)
+            if parsed.final is None:
+                ids.append(id_), reasons.append("judge_unparsed: no 'Score: N' in the judge's answer")
+                continue
+            score = float(parsed.final)
+            scores[id_] = {"judge": score}
+            if score < self.min_score:
+                ids.append(id_), reasons.append(f"low_judge_score: {score:g} < {self.min_score:g}")
+        self.scores = scores  # merged into the kept samples by the runner
+        return pa.table({"id": pa.array(ids, pa.string()), "reason": pa.array(reasons, pa.string())})

@@ -1,0 +1,54 @@
+"""The funnel: for each step, how many samples came in, were kept, and were rejected per reason.
+
+Built from the per-shard markers (per-sample steps) and the global steps' markers, so it
+costs nothing to compute and always matches the shards on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from factory import shards
+from factory.errors import FactoryError
+
+
+def compute_funnel(run_dir: Path) -> dict[str, Any]:
+    steps: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    markers = [shards.marker_path(p) for p in shards.done_shards(run_dir, "curated")]
+    markers += [shards.marker_path(p) for p in shards.done_shards(run_dir, "rejected") if p.name.startswith("global-")]
+    if not markers:
+        raise FactoryError(f"{run_dir}: not filtered yet; run `factory filter {run_dir} --chain NAME` first")
+    for marker in markers:
+        for s in json.loads(marker.read_text()).get("steps", []):
+            if s["step"] not in steps:
+                order.append(s["step"])
+                steps[s["step"]] = {"step": s["step"], "in": 0, "kept": 0, "rejected": {}}
+            agg = steps[s["step"]]
+            agg["in"] += s["in"]
+            agg["kept"] += s["kept"]
+            for reason, count in s["rejected"].items():
+                agg["rejected"][reason] = agg["rejected"].get(reason, 0) + count
+    generated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "generated"))
+    curated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "curated"))
+    rejected = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "rejected"))
+    return {"generated": generated, "kept": curated, "rejected": rejected, "steps": [steps[n] for n in order]}
+
+
+def print_funnel(funnel: dict[str, Any], console: Console) -> None:
+    table = Table("step", "in", "kept", "rejected", "reasons", title="funnel")
+    for s in funnel["steps"]:
+        total = sum(s["rejected"].values())
+        reasons = ", ".join(f"{r} {c}" for r, c in sorted(s["rejected"].items(), key=lambda kv: -kv[1]))
+        table.add_row(s["step"], str(s["in"]), str(s["kept"]), str(total), reasons)
+    console.print(table)
+    ok = funnel["generated"] == funnel["kept"] + funnel["rejected"]
+    console.print(
+        f"generated {funnel['generated']} = kept {funnel['kept']} + rejected {funnel['rejected']}"
+        + ("" if ok else "  [red](mismatch: the run is being written or a shard is corrupt)[/]")
+    )

@@ -1,0 +1,47 @@
+"""Math answers through math-verify: gold parsed first, answer taken from its tag or box.
+
+math-verify's timeouts use SIGALRM, which only works in a process's main thread: call
+this from worker processes (the filter chain runs shards in a process pool), never from
+threads. A timeout is a Verdict with reason "timeout", never a hang.
+"""
+
+from __future__ import annotations
+
+from factory.parsers import last_boxed
+from factory.verify import Verdict
+
+
+def _parse(text: str, timeout_s: int):
+    from math_verify import parse
+
+    # A bare LaTeX answer ("\frac{1}{2}") needs math delimiters to be found as LaTeX;
+    # plain text ("14", "The answer is 14") parses without them.
+    return parse(f"${text}$", parsing_timeout=timeout_s) or parse(text, parsing_timeout=timeout_s)
+
+
+def answer_text(final: str) -> str:
+    """The answer itself: the last \\boxed{} if there is one, else the whole final answer."""
+    boxed = last_boxed(final)
+    return boxed if boxed is not None else final.strip()
+
+
+def verify_math(final: str | None, gold: str | None, timeout_s: int = 5) -> Verdict:
+    from math_verify import verify
+
+    if gold is None or not str(gold).strip():
+        return Verdict(False, "no_gold_answer")
+    if final is None or not final.strip():
+        return Verdict(False, "no_answer")
+    try:
+        gold_parsed = _parse(answer_text(str(gold)), timeout_s)
+        if not gold_parsed:
+            return Verdict(False, "unparsable_gold", f"gold {gold!r}")
+        answer_parsed = _parse(answer_text(final), timeout_s)
+        if not answer_parsed:
+            return Verdict(False, "unparsable_answer", f"answer {final[:80]!r}")
+        ok = verify(gold_parsed, answer_parsed, timeout_seconds=timeout_s, raise_on_error=True)
+    except TimeoutError:
+        return Verdict(False, "timeout", f"math-verify took over {timeout_s} s")
+    except Exception as e:  # sympy raises many types on odd input; the sample records it
+        return Verdict(False, "verifier_error", f"{type(e).__name__}: {e}"[:200])
+    return Verdict(True) if ok else Verdict(False, "wrong_answer", f"{answer_text(final)[:60]!r} != {gold!r}")

@@ -1,0 +1,73 @@
+"""One entry point for every checker: `check(sample)` picks the verifier by the sample's task.
+
+Tasks: "arithmetic" (the built-in procedural task, exact integers), "math" (math-verify),
+"code" (the model's program against the problem's tests in the sandbox), and
+"gym:<name>" (reasoning-gym's scorer for that dataset, an optional extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from factory import arithmetic
+from factory.verify import Verdict
+
+
+def _arithmetic(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    final, gold = sample.get("final"), sample.get("answer")
+    if final is None or not str(final).strip():
+        return Verdict(False, "no_answer")
+    if arithmetic.check(final, gold):
+        return Verdict(True)
+    return Verdict(False, "wrong_answer", f"{final.strip()[:40]!r} != {gold!r}")
+
+
+def _math(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    from factory.verify.math import verify_math
+
+    return verify_math(sample.get("final"), sample.get("answer"), timeout_s=max(1, int(timeout_s)))
+
+
+def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    from factory.verify.code import verify_code
+
+    if not sample.get("tests"):
+        return Verdict(False, "no_tests")
+    # The program is in the final answer when the template puts it there, else in the completion.
+    text = sample.get("final") or sample.get("completion") or ""
+    if "```" not in text:
+        text = sample.get("completion") or ""
+    return verify_code(text, sample["tests"], timeout_s=timeout_s)
+
+
+def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    import json
+
+    try:
+        import reasoning_gym
+    except ImportError:
+        return Verdict(False, "verifier_missing", "pip install reasoning-gym for gym:* tasks")
+    name = str(sample["task"]).split(":", 1)[1]
+    meta = json.loads(sample.get("metadata") or "{}").get("context", {})
+    entry = {"question": sample["problem"], "answer": sample.get("answer"), "metadata": meta.get("metadata", meta)}
+    score = reasoning_gym.get_score_answer_fn(name)(sample.get("final") or "", entry)
+    return Verdict(True) if score >= 1.0 else Verdict(False, "wrong_answer", f"score {score}")
+
+
+VERIFIERS: dict[str, Callable[[dict[str, Any], float], Verdict]] = {
+    "arithmetic": _arithmetic,
+    "math": _math,
+    "code": _code,
+    "gym": _gym,
+}
+
+
+def verifier_for(task: str | None) -> Callable[[dict[str, Any], float], Verdict]:
+    kind = (task or "math").split(":", 1)[0]
+    return VERIFIERS.get(kind, _math)
+
+
+def check(sample: dict[str, Any], timeout_s: float = 5) -> Verdict:
+    """Verify one sample's final answer against its gold answer or tests."""
+    return verifier_for(sample.get("task"))(sample, timeout_s)
