@@ -25,6 +25,7 @@ languages sharing a script without a list (ru/uk, ar/fa, hi/mr) are not told apa
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -142,6 +143,7 @@ def _script(ch: str) -> str:
     return _RANGES[i][2] if i >= 0 and cp <= _RANGES[i][1] else "Other"
 
 
+@functools.lru_cache(maxsize=8)
 def _prepare(text: str) -> tuple[str, str]:
     """(normalized, cleaned): cleaned has neutral spans blanked with \\x1f, same length, so offsets agree."""
     norm = unicodedata.normalize("NFKC", text or "")
@@ -163,7 +165,20 @@ def _near_op(s: str, i: int, step: int) -> bool:
     return 0 <= i < len(s) and s[i] in _OPS
 
 
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+
+
 def _scan(cleaned: str, start: int = 0, end: int | None = None) -> list[Word]:
+    end = len(cleaned) if end is None else end
+    if cleaned.isascii():
+        # Fast path for the common case (English, LaTeX, code): a word is a run of ASCII letters,
+        # exactly what the general loop below yields for Latin script, at regex speed.
+        return [
+            Word(m.group(), "Latin", m.start(), m.end())
+            for m in _ASCII_WORD.finditer(cleaned, start, end)
+            if not _near_op(cleaned, m.start() - 1, -1) and not _near_op(cleaned, m.end(), 1)
+            and not _is_neutral(m.group(), "Latin")
+        ]
     words: list[Word] = []
     cur, cur_script, cur_start = "", None, 0
 
@@ -173,7 +188,7 @@ def _scan(cleaned: str, start: int = 0, end: int | None = None) -> list[Word]:
         if cur and not in_formula and not _is_neutral(cur, cur_script):
             words.append(Word(cur, cur_script, cur_start, stop))
 
-    for i in range(start, len(cleaned) if end is None else end):
+    for i in range(start, end):
         ch = cleaned[i]
         cat = unicodedata.category(ch)
         if cat[0] == "M" and cur:  # combining marks (Devanagari, Thai, Arabic vowels) extend the word
@@ -207,8 +222,12 @@ def _latin_scores(words: list[Word]) -> Counter:
         if w.script != "Latin":
             continue
         low = w.text.lower()
-        for lang in _VOTES.get(low, ()):
-            scores[lang] += 1 / len(_VOTES[low])
+        votes = _VOTES.get(low)
+        if votes:
+            for lang in votes:
+                scores[lang] += 1 / len(votes)
+        if low.isascii():
+            continue  # the letter hints (ñ, ß, ç...) are all outside ASCII
         for ch in set(low) & _CHAR_HINTS.keys():
             for lang in _CHAR_HINTS[ch]:
                 scores[lang] += 0.5 / len(_CHAR_HINTS[ch])
@@ -258,6 +277,7 @@ def detect_language(text: str) -> str | None:
     return _language_of(words, _dominant(words)[0]) if words else None
 
 
+@functools.lru_cache(maxsize=8)  # language_stats asks for the same text's sentences three times
 def _sentences(cleaned: str) -> list[tuple[int, int, list[Word]]]:
     spans = ((m.start(), m.end(), _scan(cleaned, m.start(), m.end())) for m in _SENTENCE.finditer(cleaned))
     return [s for s in spans if s[2]]
@@ -315,8 +335,28 @@ def mixed_language(text: str, target: str, min_run_words: int = 3) -> tuple[bool
     return False, None
 
 
+def _ascii_stats(text: str, target: str) -> LanguageStats | None:
+    """The common case at regex speed: ASCII text, Latin target, too little foreign stopword
+    evidence anywhere (no language reaches 2 votes in the whole text) for any sentence to be foreign. None: do the full analysis."""
+    cleaned = _prepare(text)[1]
+    if not cleaned.isascii() or "Latin" not in _TARGET_SCRIPTS.get(target, {"Latin"}) or not _ASCII_WORD.search(cleaned):
+        return None
+    scores: Counter = Counter()
+    counts = Counter(w.lower() for w in _ASCII_WORD.findall(cleaned) if len(w) > 1)  # single letters are neutral
+    for low in counts.keys() & _VOTES.keys():
+        for lang in _VOTES[low]:
+            scores[lang] += counts[low] / len(_VOTES[low])
+    if max((v for lang, v in scores.items() if lang != target), default=0) >= 2:
+        return None  # some sentence may be foreign: the full analysis decides
+    best = scores.most_common(1)
+    return LanguageStats(best[0][0] if best and best[0][1] >= 1 else "en", 1.0, False, None)
+
+
 def language_stats(text: str, target: str | None = None) -> LanguageStats:
     """Dominant language, share and mixing against `target` (None: the text's own language)."""
+    fast = _ascii_stats(text, _norm_target(target)) if target else None
+    if fast is not None:
+        return fast
     language = detect_language(text)
     target = target or language
     if target is None:

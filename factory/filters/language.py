@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.filters.base import Filter, Outcome, Reject, setting
+from factory.lang import detect_language, language_stats
 
 
 @dataclass
@@ -25,8 +26,6 @@ class Language(Filter):
         return None if 0 <= self.min_share <= 1 else "min_share must be in [0, 1]"
 
     def check(self, s: dict[str, Any]) -> Outcome:
-        from factory.lang import detect_language, language_stats
-
         target = self.target or detect_language(s.get("problem") or "") or "en"
         stats = language_stats(s.get(self.field) or "", target)
         scores = {"language_share": round(stats.share, 4)}

@@ -7,6 +7,7 @@ Tasks: "arithmetic" (the built-in procedural task, exact integers), "math" (math
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,10 +24,17 @@ def _arithmetic(sample: dict[str, Any], timeout_s: float) -> Verdict:
     return Verdict(False, "wrong_answer", f"{final.strip()[:40]!r} != {gold!r}")
 
 
-def _math(sample: dict[str, Any], timeout_s: float) -> Verdict:
+@functools.cache
+def _verify_math() -> Callable[..., Verdict]:
+    # Imported on first use (math-verify pulls in sympy), then kept: an import statement per
+    # sample costs more than a cached answer check.
     from factory.verify.math import verify_math
 
-    return verify_math(sample.get("final"), sample.get("answer"), timeout_s=max(1, int(timeout_s)))
+    return verify_math
+
+
+def _math(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    return _verify_math()(sample.get("final"), sample.get("answer"), timeout_s=max(1, int(timeout_s)))
 
 
 def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
