@@ -41,9 +41,12 @@ demo: install $(DEMO_MODEL)/config.json
 	$(VENV)/bin/factory generate demo --model $(DEMO_MODEL) --problems "builtin:arithmetic?n=64&seed=0" \
 		--n 4 --max-tokens 128 --engine-arg max_model_len=2048
 	$(VENV)/bin/factory show demo -n 2
+	$(VENV)/bin/factory filter demo --chain cold_start
 
 bench: install
 	$(PY) bench/generate.py
+	$(PY) bench/filter.py
+	$(PY) bench/dedup.py
 
 clean:
 	rm -rf $(VENV) data/runs $(DEMO_MODEL)

@@ -5,7 +5,7 @@ a time, math-verify parsing the gold and the whole completion. Ours is `factory 
 --chain cold_start` on the same samples written as a run (all per-sample steps in worker
 processes on every core, then dedup and select in DuckDB), shards read and written included.
 
-    python bench/filter.py                 # 8000 samples
+    python bench/filter.py                 # 20000 samples
     python bench/filter.py --samples 1000
 """
 
@@ -95,7 +95,7 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=8000)
+    ap.add_argument("--samples", type=int, default=20000)
     ap.add_argument("--baseline", help=argparse.SUPPRESS)  # internal: run the baseline loop on this file
     args = ap.parse_args()
     if args.baseline:

@@ -126,3 +126,40 @@ def test_show_renders_counts_and_samples(clean_run: Path):
     result = run_factory(["show", str(clean_run), "-n", "2"], clean_run.parent, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Problem: What is" in result.stdout and str(N_PROBLEMS * N) in result.stdout
+
+
+def test_filter_a_real_run_keeps_the_accounting(clean_run: Path, tmp_path: Path):
+    import shutil
+
+    run = tmp_path / "filtered"
+    shutil.copytree(clean_run, run)
+    result = run_factory(["filter", str(run), "--chain", "cold_start"], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"generated {N_PROBLEMS * N} = kept" in result.stdout
+    kept, rejected = read_table(run, "curated"), read_table(run, "rejected")
+    assert kept.num_rows + rejected.num_rows == N_PROBLEMS * N
+    # A random model never follows the format: every sample is rejected, each with its reason.
+    assert set(rejected["rejected_by"].to_pylist()) <= {"parsed", "complete", "format"}
+    assert all(r for r in rejected["reason"].to_pylist())
+    funnel = run_factory(["funnel", str(run)], tmp_path, timeout=60)
+    assert funnel.returncode == 0 and "parsed" in funnel.stdout
+
+
+def test_judge_step_scores_with_a_real_model(clean_run: Path, tiny_model: Path, tmp_path: Path):
+    import shutil
+
+    run = tmp_path / "judged"
+    shutil.copytree(clean_run, run)
+    chain = tmp_path / "judge.yaml"
+    chain.write_text(
+        "name: judge_only\ndescription: d\nsteps:\n"
+        f"  - judge: {{model: '{tiny_model}', min_score: 5, max_tokens: 16}}\n"
+    )
+    result = run_factory(["filter", str(run), "--chain", str(chain)], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rejected = read_table(run, "rejected").to_pylist()
+    kept = read_table(run, "curated").to_pylist()
+    assert len(rejected) + len(kept) == N_PROBLEMS * N
+    # The random tiny model cannot say "Score: N": the judge's answer is recorded as unparsed.
+    assert rejected and all(r["rejected_by"] == "judge" for r in rejected)
+    assert {r["reason"].split(":")[0] for r in rejected} <= {"judge_unparsed", "low_judge_score"}
