@@ -225,11 +225,45 @@ def tiny_model(
     console.print(f"tiny model written to {build_tiny_model(out, seed=seed)}")
 
 
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model folder to evaluate.")],
+    problems: Annotated[str, typer.Option("--problems", "-p", help="Problem source, as for generate.")] = "builtin:arithmetic?n=200&seed=99",
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 4,
+    k: Annotated[int | None, typer.Option(help="k of pass@k (default: n).")] = None,
+    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "r1_zero",
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy, with n 1).")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 256,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N problems.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE.")] = None,
+) -> None:
+    """pass@1 and pass@k of a model, scored by the same verifiers as filters and rewards."""
+    from factory.evaluate import evaluate
+
+    result = evaluate(model, problems, n=n, k=k, template=template, temperature=temperature, max_tokens=max_tokens,
+                      seed=seed, limit=limit, backend_options={"engine_args": _parse_engine_args(engine_arg)},
+                      log=lambda m: err.print(m))
+    console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()))
+
+
+def build_cli() -> Any:
+    """The whole command tree: the typer app plus `train`, whose flags come from config dataclasses."""
+    import click
+
+    from factory.train.cli import train_group
+
+    command: click.Group = typer.main.get_command(app)  # type: ignore[assignment]
+    command.add_command(train_group(user_errors, lambda m: console.print(m, highlight=False, markup=False)))
+    return command
+
+
 def main() -> None:
     # vLLM logs every engine step at INFO; keep the terminal for our own progress.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app(prog_name="factory")
+    build_cli()(prog_name="factory")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""`factory eval`: pass@1 and pass@k of a model on problems, scored by the shared verifiers.
+
+Generation goes through the same runner as `factory generate` (so it resumes and its
+samples stay in a run folder to inspect), and scoring through the GRPO accuracy reward,
+so evaluation, rewards and filters never disagree about what is right.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from math import comb
+from pathlib import Path
+from typing import Any
+
+from factory import shards
+from factory.generate.runner import GenerateConfig, run_generation
+from factory.sample import Sampling, stable_hash
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def evaluate(
+    model: str, problems: str, n: int = 4, k: int | None = None, template: str = "r1_zero",
+    temperature: float = 1.0, max_tokens: int = 256, seed: int = 0, limit: int | None = None,
+    run_dir: Path | None = None, backend: str = "vllm", backend_options: dict[str, Any] | None = None,
+    log: Any = lambda _m: None,
+) -> dict[str, Any]:
+    from factory.train.rewards import REWARDS
+
+    k = k or n
+    sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n, seed=seed)
+    config = GenerateConfig(problems=problems, model=model, template=template, backend=backend, sampling=sampling,
+                            limit=limit, backend_options=backend_options or {})
+    run_dir = run_dir or shards.runs_root() / f"eval-{stable_hash(str(Path(model).resolve()), problems, template, sampling.as_dict(), limit)}"
+    run_generation(config, run_dir, log=log)
+    correct: dict[str, list[float]] = defaultdict(list)
+    for row in shards.read_samples(run_dir, "generated"):
+        correct[row["problem_id"]].append(REWARDS["accuracy"](row) if not row["error"] else 0.0)
+    per_problem = [(len(v), int(sum(v))) for v in correct.values()]
+    return {
+        "model": model,
+        "problems": len(per_problem),
+        "samples": sum(m for m, _ in per_problem),
+        "pass@1": sum(c / m for m, c in per_problem) / len(per_problem),
+        f"pass@{k}": sum(pass_at_k(m, c, k) for m, c in per_problem) / len(per_problem),
+        "run": str(run_dir),
+    }

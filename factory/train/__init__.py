@@ -1,0 +1,1 @@
+"""A small SFT and GRPO runner on torch + transformers; each script reads top to bottom."""

@@ -1,0 +1,393 @@
+"""GRPO: group-relative policy optimization with rule-based rewards, no critic.
+
+For each problem the policy samples a group of G completions; rule-based rewards (the same
+verifiers the filters use) score them; each completion's advantage is its reward relative
+to its group, (r - mean) / (std + eps); the policy maximizes the clipped objective
+min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) minus beta * KL(pi || pi_ref), with the
+k3 estimator of the KL against a frozen reference model. Reads top to bottom:
+config -> problems -> rollouts -> rewards -> advantages -> loss -> update -> sync -> log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from factory.errors import FactoryError
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+
+
+def _help(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class GRPOConfig:
+    problems: str = _help("builtin:arithmetic?n=500&seed=1", "problem source (see `factory generate --help`)")
+    model: str = _help("", "policy model folder (the reference model is a frozen copy of it)")
+    out: str = _help("", "output folder: checkpoints, final model, metrics.jsonl")
+    template: str = _help("r1_zero", "prompt template; its format is what the format reward checks")
+    rewards: str = _help("accuracy,format", "comma list of rewards: accuracy, format, language, length")
+    weights: str | None = _help(None, "comma list of reward weights (default 1 each), e.g. 1,0.1")
+    group_size: int = _help(8, "G: completions sampled per problem")
+    batch_size: int = _help(32, "completions per optimizer step; must hold whole groups (a multiple of G)")
+    micro_batch_size: int = _help(8, "completions per forward/backward pass (gradient accumulation)")
+    steps: int = _help(20, "optimizer steps (each with fresh rollouts)")
+    num_iterations: int = _help(1, "mu: updates per batch of rollouts (ratio != 1 only when > 1)")
+    lr: float = _help(1e-5, "AdamW learning rate (constant after a short warmup)")
+    warmup_steps: int = _help(0, "linear warmup steps")
+    beta: float = _help(0.04, "KL coefficient against the reference model (0 turns the reference off)")
+    epsilon: float = _help(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
+    epsilon_high: float | None = _help(None, "upper clip (DAPO's clip-higher); default epsilon")
+    loss_type: str = _help("grpo", "grpo: mean per sequence; dapo: mean per token over the batch; dr_grpo: sum / (batch * max_new_tokens)")
+    scale_rewards: bool = _help(True, "divide advantages by the group's std (Dr. GRPO turns this off)")
+    max_new_tokens: int = _help(256, "longest completion")
+    temperature: float = _help(1.0, "rollout temperature")
+    top_p: float = _help(1.0, "rollout nucleus mass")
+    rollout_backend: str = _help("auto", "vllm, transformers, or auto (vllm when installed)")
+    prompt_mode: str = _help("auto", "chat, base or auto (chat when the tokenizer has a chat template)")
+    seed: int = _help(0, "seed of problem order, sampling and initialisation")
+    save_every: int = _help(10, "checkpoint every N steps (and at the end)")
+    limit: int | None = _help(None, "use only the first N problems")
+
+    def validate(self) -> None:
+        problems = []
+        if not self.model:
+            problems.append("--model is required")
+        if not self.out:
+            problems.append("--out is required")
+        if self.group_size < 2:
+            problems.append("group_size must be >= 2: a group of one has no relative advantage")
+        if self.batch_size % self.group_size:
+            problems.append(
+                f"batch_size {self.batch_size} does not hold whole groups of {self.group_size}: "
+                f"use a multiple of group_size, e.g. {self.group_size * max(1, self.batch_size // self.group_size)}"
+            )
+        if self.batch_size % self.micro_batch_size:
+            problems.append(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+        if self.loss_type not in LOSS_TYPES:
+            problems.append(f"loss_type must be one of {', '.join(LOSS_TYPES)}")
+        if self.rollout_backend not in ("auto", "vllm", "transformers"):
+            problems.append("rollout_backend must be vllm, transformers or auto")
+        if not 0 < self.epsilon < 1 or self.lr <= 0 or self.beta < 0 or self.num_iterations < 1:
+            problems.append("need 0 < epsilon < 1, lr > 0, beta >= 0, num_iterations >= 1")
+        if self.temperature <= 0:
+            problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
+        if problems:
+            raise FactoryError("bad GRPO settings: " + "; ".join(problems))
+
+
+def config_from(values: dict[str, Any]) -> GRPOConfig:
+    names = {f.name for f in fields(GRPOConfig)}
+    unknown = set(values) - names
+    if unknown:
+        raise FactoryError(f"unknown GRPO setting(s) {', '.join(sorted(unknown))}; settings are {', '.join(sorted(names))}")
+    return GRPOConfig(**values)
+
+
+# ---------------------------------------------------------------- the objective
+
+
+def sequence_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each next token: [batch, seq-1], aligned with input_ids[:, 1:]."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    epsilon: float,
+    epsilon_high: float,
+    loss_type: str,
+    max_new_tokens: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped surrogate with a k3 KL penalty, aggregated as `loss_type` says.
+
+    All tensors are [batch, tokens] over completion tokens (mask 1 where a token counts),
+    except advantages [batch].
+    """
+    ratio = torch.exp(logps - old_logps)
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)
+    A = advantages[:, None]
+    per_token = -torch.min(ratio * A, clipped * A)
+    kl = torch.zeros_like(logps)
+    if ref_logps is not None and beta > 0:
+        # k3 estimator of KL(pi || pi_ref): exp(ref - pi) - (ref - pi) - 1, unbiased and >= 0.
+        delta = ref_logps - logps
+        kl = torch.exp(delta) - delta - 1
+        per_token = per_token + beta * kl
+    mask = mask.to(per_token.dtype)
+    if loss_type == "grpo":  # each sequence's mean, then the mean over sequences
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    elif loss_type == "dapo":  # every token of the batch weighs the same
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+    else:  # dr_grpo: a constant normalizer, so length does not bias the gradient
+        loss = (per_token * mask).sum() / (per_token.shape[0] * max_new_tokens)
+    is_clipped = ((ratio < 1 - epsilon) & (A < 0)) | ((ratio > 1 + epsilon_high) & (A > 0))
+    n = mask.sum().clamp(min=1)
+    metrics = {"kl": float((kl.detach() * mask).sum() / n), "clip_fraction": float((is_clipped * mask).sum() / n)}
+    return loss, metrics
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+@dataclass
+class Rollouts:
+    prompts: list[str]  # rendered prompt text, one per completion
+    completions: list[str]
+    completion_tokens: list[int]
+    problems: list[Any]  # the Problem of each completion
+
+
+class TransformersSampler:
+    """Rollouts with `model.generate`: no extra install, the policy itself samples."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: GRPOConfig):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
+        tok, out = self.tokenizer, []
+        torch.manual_seed(seed)
+        self.model.eval()
+        for prompt in prompts:
+            enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+            gen = self.model.generate(
+                **enc, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
+                max_new_tokens=self.config.max_new_tokens, num_return_sequences=n,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            )
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                ids = row.tolist()
+                if tok.eos_token_id in ids:
+                    ids = ids[: ids.index(tok.eos_token_id)]
+                ids = [i for i in ids if i != tok.pad_token_id]
+                out.append((tok.decode(ids, skip_special_tokens=True), len(ids)))
+        self.model.train()
+        return out
+
+    def sync(self, model: Any) -> None:
+        pass  # it is the policy
+
+
+class VLLMSampler:
+    """Rollouts with the vLLM engine; weights are pushed to it after every update."""
+
+    def __init__(self, model_dir: str, config: GRPOConfig):
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        args: dict[str, Any] = {"seed": config.seed, "worker_extension_cls": "factory.train.vllm_sync.WeightSync"}
+        if current_platform.is_cpu():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            args["enable_chunked_prefill"] = False  # per-request seeds crash the CPU build's chunked prefill
+        else:
+            args["gpu_memory_utilization"] = 0.3  # the trainer shares the GPU
+        self.config = config
+        self.llm = LLM(model_dir, dtype="float32" if current_platform.is_cpu() else "bfloat16", **args)
+        self._tmp = Path(tempfile.mkdtemp(prefix="grpo-sync-"))
+
+    def sample(self, prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
+                                 max_tokens=self.config.max_new_tokens, seed=seed + i) for i in range(len(prompts))]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [(c.text, len(c.token_ids)) for o in outs for c in o.outputs]
+
+    def sync(self, model: Any) -> None:
+        from safetensors.torch import save_file
+
+        path = self._tmp / "policy.safetensors"
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in _plain_state_dict(model).items()}
+        save_file(state, str(path))
+        self.llm.collective_rpc("load_weights_from", args=(str(path),))
+
+
+def _plain_state_dict(model: Any) -> dict[str, torch.Tensor]:
+    # Tied embeddings appear under two names; vLLM's loader wants each tensor once.
+    seen, out = set(), {}
+    for k, v in model.state_dict().items():
+        if v.data_ptr() in seen:
+            continue
+        seen.add(v.data_ptr())
+        out[k] = v
+    return out
+
+
+def make_sampler(model: Any, tokenizer: Any, model_dir: str, config: GRPOConfig) -> Any:
+    backend = config.rollout_backend
+    if backend == "auto":
+        try:
+            import vllm  # noqa: F401
+
+            backend = "vllm"
+        except ImportError:
+            backend = "transformers"
+    return VLLMSampler(model_dir, config) if backend == "vllm" else TransformersSampler(model, tokenizer, config)
+
+
+# ---------------------------------------------------------------- one update
+
+
+def tokenize_rollouts(tokenizer: Any, prompts: list[str], completions: list[str], eos: bool) -> dict[str, torch.Tensor]:
+    """Left-aligned prompt+completion ids, padded right; `completion_mask` marks completion tokens."""
+    rows, masks = [], []
+    for prompt, completion in zip(prompts, completions):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
+        rows.append(p + c)
+        masks.append([0] * len(p) + [1] * len(c))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    attention_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    completion_mask = torch.tensor([m + [0] * (width - len(m)) for m in masks])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask[:, 1:]}
+
+
+def policy_update(
+    model: Any, ref_model: Any | None, optimizer: Any, scheduler: Any, batch: dict[str, torch.Tensor],
+    advantages: torch.Tensor, config: GRPOConfig,
+) -> dict[str, float]:
+    """num_iterations optimizer steps on one batch of rollouts, micro-batched."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    advantages = advantages.to(device)
+    ids, attn, mask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    with torch.no_grad():  # pi_old: the policy that sampled; pi_ref: the frozen start
+        old = torch.cat([sequence_logprobs(model, ids[i:i + config.micro_batch_size], attn[i:i + config.micro_batch_size])
+                         for i in range(0, len(ids), config.micro_batch_size)])
+        ref = None
+        if ref_model is not None and config.beta > 0:
+            ref = torch.cat([sequence_logprobs(ref_model, ids[i:i + config.micro_batch_size], attn[i:i + config.micro_batch_size])
+                             for i in range(0, len(ids), config.micro_batch_size)])
+    eps_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
+    micro_batches = len(ids) // config.micro_batch_size
+    totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+    for _ in range(config.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        for i in range(0, len(ids), config.micro_batch_size):
+            s = slice(i, i + config.micro_batch_size)
+            logps = sequence_logprobs(model, ids[s], attn[s])
+            loss, m = grpo_loss(logps, old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
+                                config.epsilon, eps_high, config.loss_type, config.max_new_tokens)
+            (loss / micro_batches).backward()
+            totals["loss"] += float(loss.detach()) / micro_batches / config.num_iterations
+            totals["kl"] += m["kl"] / micro_batches / config.num_iterations
+            totals["clip_fraction"] += m["clip_fraction"] / micro_batches / config.num_iterations
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    return totals
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from factory.sources import load_problems
+    from factory.templates import load_template
+    from factory.train.checkpoint import latest_checkpoint, load_checkpoint, pick_device_dtype, save_checkpoint, save_final
+    from factory.train.rewards import group_advantages, parse_reward_spec, score
+
+    config.validate()
+    spec = parse_reward_spec(config.rewards, config.weights)
+    out = Path(config.out)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device, dtype = pick_device_dtype()
+    if not Path(config.model).exists():
+        raise FactoryError(f"model path '{config.model}' does not exist")
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise FactoryError(f"{config.model}: the tokenizer needs a pad token other than eos, or the model cannot learn to stop")
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(device)
+    ref_model = None
+    if config.beta > 0:
+        ref_model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(device).eval()
+        ref_model.requires_grad_(False)
+    template = load_template(config.template)
+    problems = load_problems(config.problems, limit=config.limit)
+    chat = config.prompt_mode == "chat" or (config.prompt_mode == "auto" and bool(tokenizer.chat_template))
+
+    def render(p: Any) -> str:
+        if chat:
+            text = tokenizer.apply_chat_template(template.render_messages(p), tokenize=False, add_generation_prompt=True)
+            return text + template.prefill
+        return template.render_base(p)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
+    state = {"step": 0, "config": asdict(config)}
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model, optimizer, scheduler)
+        if state.get("config") != asdict(config):
+            raise FactoryError(f"{out} holds a GRPO run with other settings; use another --out or delete it")
+        log(f"resumed from {ckpt.name} at step {state['step']}")
+    # Resumed runs must draw the same problems and samples: derive both from the step.
+    order = list(range(len(problems)))
+    random.Random(config.seed).shuffle(order)
+    sampler = make_sampler(model, tokenizer, str(ckpt or config.model), config)
+    per_step = config.batch_size // config.group_size
+    metrics_path = out / "metrics.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    history = []
+    for step in range(state["step"], config.steps):
+        t0 = time.perf_counter()
+        chosen = [problems[order[(step * per_step + i) % len(order)]] for i in range(per_step)]
+        prompts = [render(p) for p in chosen]
+        sampled = sampler.sample(prompts, config.group_size, seed=(config.seed * 100003 + step * 1009) % 2**31)
+        completions = [text for text, _ in sampled]
+        samples = [
+            {"completion": text, "completion_tokens": n, "problem": p.problem, "answer": p.answer, "task": p.task,
+             "tests": p.tests}
+            for (text, n), p in zip(sampled, [p for p in chosen for _ in range(config.group_size)])
+        ]
+        totals, per_reward = score(samples, spec)
+        rewards = torch.tensor(totals, dtype=torch.float32)
+        advantages, group_std = group_advantages(rewards, config.group_size, scale=config.scale_rewards)
+        batch = tokenize_rollouts(tokenizer, [p for p in prompts for _ in range(config.group_size)], completions,
+                                  eos=True)
+        update = policy_update(model, ref_model, optimizer, scheduler, batch, advantages, config)
+        sampler.sync(model)  # the next rollouts come from the updated weights
+        record = {
+            "step": step + 1,
+            "reward": float(rewards.mean()),
+            **{f"reward/{name}": sum(v) / len(v) for name, v in per_reward.items()},
+            "zero_spread_groups": float((group_std == 0).float().mean()),
+            "kl": update["kl"],
+            "clip_fraction": update["clip_fraction"],
+            "loss": update["loss"],
+            "completion_length": sum(n for _, n in sampled) / len(sampled),
+            "accuracy": sum(per_reward["accuracy"]) / len(samples) if "accuracy" in per_reward else math.nan,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        history.append(record)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, {"step": step + 1, "config": asdict(config)})
+    save_final(out, model, tokenizer)
+    return {"steps": config.steps, "history": history, "out": str(out)}

@@ -1,0 +1,180 @@
+"""GRPO rewards: small pure functions `fn(sample) -> float` in one registry (open-r1 style).
+
+A sample is a dict with at least `completion`, `problem`, `answer` (gold, may be None), `task`
+("arithmetic", "math", "code", "gym:<name>"), `tests` (JSON or None) and `completion_tokens`.
+`parse_reward_spec` turns "accuracy,format" + "1,0.1" into weighted rewards, `score` applies them
+to a batch, and `group_advantages` turns one group's rewards into GRPO (or Dr. GRPO) advantages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from factory.errors import FactoryError
+from factory.lang import detect_language, language_stats
+from factory.parsers import parse_think_answer
+from factory.verify.registry import check
+
+if TYPE_CHECKING:
+    import torch
+
+Reward = Callable[[dict[str, Any]], float]
+
+_CLOSED_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+# An opened answer runs to the next tag or the end; "<" alone is not a tag ("x < 3").
+_OPEN_ANSWER = re.compile(r"<answer>(.*?)(?=</?[A-Za-z][\w:-]*\s*/?>|$)", re.S | re.I)
+_FORMAT = re.compile(r"\s*<think>(?P<r>.*?)</think>\s*<answer>", re.S | re.I)
+
+
+def _text(sample: dict[str, Any]) -> str:
+    """The completion with any prompt prefill (e.g. "<think>") put back, as the `format` filter reads it."""
+    meta = sample.get("metadata") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta or "{}")
+    return (meta.get("prefill") or "") + (sample.get("completion") or "")
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer: the last closed <answer>…</answer>, else the last non-empty text after
+    an <answer> tag (so "<answer> 7<answer>", a closing tag without its slash, reads "7")."""
+    closed = _CLOSED_ANSWER.findall(completion)
+    if closed:
+        return closed[-1].strip() or None
+    opened = [a.strip() for a in _OPEN_ANSWER.findall(completion) if a.strip()]
+    return opened[-1] if opened else None
+
+
+def accuracy(sample: dict[str, Any]) -> float:
+    """1.0 when the final answer verifies against the gold answer (or the tests), else 0.0."""
+    final = extract_answer(sample.get("completion") or "")
+    kind = str(sample.get("task") or "math").split(":", 1)[0]
+    # Code is the exception to "no answer, no reward": its verifier reads the program from the
+    # completion's code block when the template does not put it in <answer>.
+    if final is None and kind != "code":
+        return 0.0
+    # Arithmetic and math compare with a gold answer; without one there is nothing to match.
+    if sample.get("answer") is None and kind in ("arithmetic", "math"):
+        return 0.0
+    return 1.0 if check({**sample, "final": final}).ok else 0.0
+
+
+def format_reward(sample: dict[str, Any]) -> float:
+    """1.0 for one non-empty <think>…</think> then an <answer> tag (only whitespace around and between).
+
+    Looser than the `format` filter on purpose: the closing </answer> is not demanded and text may
+    follow the answer, so "<think>…</think> <answer> 7<answer>" earns it. Data filtering keeps the
+    strict version; this reward only teaches the model to think first and then answer.
+    """
+    text = _text(sample)
+    m = _FORMAT.match(text)
+    if m is None or not m.group("r").strip() or text.lower().count("<think>") != 1:
+        return 0.0
+    return 1.0
+
+
+def language(sample: dict[str, Any]) -> float:
+    """R1's language consistency: share of the reasoning's words in the target language.
+
+    The reasoning is the <think> content, else the whole completion. The target is the sample's
+    `language`, else the problem's detected language, else English. No words (pure arithmetic)
+    counts as consistent: 1.0.
+    """
+    parsed = parse_think_answer(_text(sample))
+    reasoning = parsed.reasoning if parsed.reasoning is not None else sample.get("completion") or ""
+    target = sample.get("language") or detect_language(sample.get("problem") or "") or "en"
+    return float(language_stats(reasoning, target).share)
+
+
+def make_length_reward(max_tokens: int = 1024, cap: int | None = None) -> Reward:
+    """1.0 up to `max_tokens`, then linearly down to 0.0 at `cap` (default 2 * max_tokens).
+
+    Without `completion_tokens`, len(completion) // 4 stands in (about 4 characters a token).
+    """
+    cap = 2 * max_tokens if cap is None else cap
+    if max_tokens < 0 or cap <= max_tokens:
+        raise FactoryError(f"length reward needs 0 <= max_tokens < cap, got max_tokens={max_tokens}, cap={cap}")
+
+    def length(sample: dict[str, Any]) -> float:
+        tokens = sample.get("completion_tokens")
+        if tokens is None:
+            tokens = len(sample.get("completion") or "") // 4
+        if tokens <= max_tokens:
+            return 1.0
+        return max(0.0, (cap - tokens) / (cap - max_tokens))
+
+    return length
+
+
+REWARDS: dict[str, Reward] = {
+    "accuracy": accuracy,
+    "format": format_reward,
+    "language": language,
+    "length": make_length_reward(),
+}
+
+Spec = list[tuple[str, float, Reward]]
+
+
+def parse_reward_spec(names: str, weights: str | None = None) -> Spec:
+    """"accuracy,format" and "1,0.1" -> [(name, weight, fn), ...]; weights default to 1.0 each."""
+    valid = ", ".join(REWARDS)
+    keys = [n.strip() for n in (names or "").split(",") if n.strip()]
+    if not keys:
+        raise FactoryError(f"no rewards given; valid rewards: {valid}")
+    for key in keys:
+        if key not in REWARDS:
+            raise FactoryError(f"unknown reward {key!r}; valid rewards: {valid}")
+    if len(set(keys)) != len(keys):  # per-reward logs are keyed by name
+        raise FactoryError(f"reward listed twice in {names!r}; valid rewards: {valid}")
+    if weights is None or not weights.strip():
+        values = [1.0] * len(keys)
+    else:
+        parts = [w.strip() for w in weights.split(",")]
+        if len(parts) != len(keys):
+            raise FactoryError(
+                f"{len(keys)} rewards ({names}) but {len(parts)} weights ({weights}); valid rewards: {valid}"
+            )
+        try:
+            values = [float(w) for w in parts]
+        except ValueError:
+            raise FactoryError(f"reward weights must be numbers, got {weights!r}; valid rewards: {valid}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise FactoryError(f"reward weights must be finite, got {weights!r}; valid rewards: {valid}")
+    return [(key, w, REWARDS[key]) for key, w in zip(keys, values)]
+
+
+def score(samples: Sequence[dict[str, Any]], spec: Spec) -> tuple[list[float], dict[str, list[float]]]:
+    """Weighted total per sample, and each reward's raw (unweighted) values for logging."""
+    raw = {name: [float(fn(s)) for s in samples] for name, _, fn in spec}
+    totals = [sum(w * raw[name][i] for name, w, _ in spec) for i in range(len(samples))]
+    return totals, raw
+
+
+def group_advantages(
+    rewards: torch.Tensor | Sequence[float], group_size: int, eps: float = 1e-4, scale: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GRPO advantages for rewards laid out group by group, and each group's (unbiased) std.
+
+    scale=True: (r - mean) / (std + eps); scale=False: r - mean (Dr. GRPO, which drops the std
+    division because it up-weights groups that are nearly all right or all wrong). A group with no
+    spread gets zero advantages either way; its std of 0 lets the trainer log how often that happens.
+    """
+    import torch  # here, so that listing or parsing rewards does not pay for importing torch
+
+    r = torch.as_tensor(rewards)
+    r = r if r.is_floating_point() else r.float()
+    if group_size < 2 or r.dim() != 1 or r.numel() % group_size:
+        raise FactoryError(
+            f"group_advantages needs group_size >= 2 and a 1-D tensor whose length is a multiple of it, "
+            f"got group_size={group_size}, shape={tuple(r.shape)}"
+        )
+    groups = r.view(-1, group_size)
+    std = groups.std(dim=1, keepdim=True)  # torch's default: unbiased (n - 1)
+    adv = groups - groups.mean(dim=1, keepdim=True)
+    if scale:
+        adv = adv / (std + eps)
+    return adv.reshape(-1), std.squeeze(1)

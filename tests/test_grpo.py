@@ -1,0 +1,98 @@
+"""GRPO: the loss against hand-computed values, one step moves the policy the right way, config checks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from factory.errors import FactoryError
+from factory.train.grpo import GRPOConfig, grpo_loss, policy_update, sequence_logprobs, tokenize_rollouts
+
+
+def test_loss_matches_hand_computation():
+    old = torch.log(torch.tensor([[0.5, 0.4], [0.2, 0.3]]))
+    new = torch.log(torch.tensor([[0.6, 0.4], [0.1, 0.45]]))  # ratios 1.2, 1.0 / 0.5, 1.5
+    ref = torch.log(torch.tensor([[0.5, 0.5], [0.2, 0.3]]))
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    beta, eps = 0.1, 0.2
+
+    def k3(r, p):  # exp(ref - pi) - (ref - pi) - 1
+        d = math.log(r) - math.log(p)
+        return math.exp(d) - d - 1
+
+    # sequence 0 (A = +1): min(1.2, 1.2 clipped to 1.2) = 1.2; min(1.0, 1.0) = 1.0
+    t00 = -1.2 + beta * k3(0.5, 0.6)
+    t01 = -1.0 + beta * k3(0.5, 0.4)
+    # sequence 1 (A = -1): min(0.5 * -1, clip(0.5) = 0.8 * -1) = -0.8 -> loss 0.8; its 2nd token is masked
+    t10 = 0.8 + beta * k3(0.2, 0.1)
+    expected_grpo = ((t00 + t01) / 2 + t10) / 2
+    expected_dapo = (t00 + t01 + t10) / 3
+    expected_dr = (t00 + t01 + t10) / (2 * 4)
+    for loss_type, expected in (("grpo", expected_grpo), ("dapo", expected_dapo), ("dr_grpo", expected_dr)):
+        loss, m = grpo_loss(new, old, ref, adv, mask, beta, eps, eps, loss_type, max_new_tokens=4)
+        assert float(loss) == pytest.approx(expected, abs=1e-6), loss_type
+    # the only clipped token is sequence 1's first (ratio 0.5 < 0.8 with A < 0): 1 of 3 counted tokens
+    assert m["clip_fraction"] == pytest.approx(1 / 3)
+    assert m["kl"] == pytest.approx((k3(0.5, 0.6) + k3(0.5, 0.4) + k3(0.2, 0.1)) / 3, abs=1e-6)
+
+
+def test_no_reference_means_no_kl_term():
+    logps = torch.log(torch.tensor([[0.5]]))
+    loss, m = grpo_loss(logps, logps, None, torch.tensor([2.0]), torch.ones(1, 1), 0.5, 0.2, 0.2, "grpo", 1)
+    assert float(loss) == pytest.approx(-2.0) and m["kl"] == 0.0
+
+
+def test_one_step_raises_logprob_of_positive_advantage_completions(tiny_model: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3 * 4?"}], tokenize=False,
+                                     add_generation_prompt=True)
+    completions = ["<think>3 * 4 = 12, 2 + 12 = 14</think> <answer>14</answer>",
+                   "<think>2 + 3 = 5, 5 * 4 = 20</think> <answer>20</answer>",
+                   "<answer>14</answer>", "gibberish <answer> 7<answer>"]
+    advantages = torch.tensor([1.0, -1.0, 0.8, -0.8])
+    batch = tokenize_rollouts(tok, [prompt] * 4, completions, eos=True)
+    mask = batch["completion_mask"].float()
+
+    def seq_logp() -> torch.Tensor:
+        with torch.no_grad():
+            return (sequence_logprobs(model, batch["input_ids"], batch["attention_mask"]) * mask).sum(-1)
+
+    before = seq_logp()
+    config = GRPOConfig(model=str(tiny_model), out="unused", group_size=4, batch_size=4, micro_batch_size=2, lr=1e-3, beta=0.04)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    metrics = policy_update(model, ref, optimizer, scheduler, batch, advantages, config)
+    after = seq_logp()
+    assert after[0] > before[0] and after[2] > before[2]  # positive advantage: more likely
+    assert after[1] < before[1] and after[3] < before[3]  # negative advantage: less likely
+    assert metrics["clip_fraction"] == 0.0 and metrics["kl"] == pytest.approx(0.0, abs=1e-6)  # ratio 1 at mu = 1
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 6, "group_size": 4}, "does not hold whole groups of 4"),
+    ({"group_size": 1, "batch_size": 4}, "group_size must be >= 2"),
+    ({"loss_type": "ppo"}, "loss_type must be one of grpo, dapo, dr_grpo"),
+    ({"batch_size": 8, "micro_batch_size": 3}, "multiple of micro_batch_size"),
+    ({"temperature": 0.0}, "temperature must be > 0"),
+])
+def test_bad_combinations_are_refused_with_an_explanation(changes, message):
+    config = GRPOConfig(model="m", out="o", **{"group_size": 4, "batch_size": 8, "micro_batch_size": 4, **changes})
+    with pytest.raises(FactoryError, match=message):
+        config.validate()
+
+
+def test_cli_refuses_a_batch_without_whole_groups(cli, tiny_model: Path, tmp_path: Path):
+    result = cli("train", "grpo", "--model", tiny_model, "--out", tmp_path / "o", "--batch-size", "6", "--group-size", "4")
+    assert result.exit_code == 2 and "does not hold whole groups" in result.output and "Traceback" not in result.output
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("grpo:\n  group_size: 4\n  batch_size: 8\n  sparkle: 1\n")
+    result = cli("train", "grpo", "--config", recipe, "--model", tiny_model, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown setting(s) sparkle" in result.output
