@@ -11,7 +11,7 @@ from factory.parsers import PARSERS
 from factory.sources import Problem
 from factory.templates import list_templates, load_template
 
-SHIPPED = {"r1_zero", "few_shot_long_cot", "reflect_verify", "refine", "judge"}
+SHIPPED = {"r1_zero", "few_shot_long_cot", "reflect_verify", "refine", "judge", "arithmetic_r1"}
 QUESTION = "What is 2 + 3 * 4?"
 CONTEXT = {"completion": "<think>3 * 4 = 12, 2 + 12 = 14</think> <answer>14</answer>", "final": "14"}
 
