@@ -225,6 +225,15 @@ def tiny_model(
     console.print(f"tiny model written to {build_tiny_model(out, seed=seed)}")
 
 
+def _add_train_commands() -> None:
+    from factory.train.cli import train_app
+
+    app.add_typer(train_app(user_errors, lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True)), name="train")
+
+
+_add_train_commands()
+
+
 @app.command("eval")
 @user_errors
 def eval_(
@@ -248,22 +257,12 @@ def eval_(
     console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()))
 
 
-def build_cli() -> Any:
-    """The whole command tree: the typer app plus `train`, whose flags come from config dataclasses."""
-    import click
-
-    from factory.train.cli import train_group
-
-    command: click.Group = typer.main.get_command(app)  # type: ignore[assignment]
-    command.add_command(train_group(user_errors, lambda m: console.print(m, highlight=False, markup=False)))
-    return command
-
-
 def main() -> None:
     # vLLM logs every engine step at INFO; keep the terminal for our own progress.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    build_cli()(prog_name="factory")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar per saved checkpoint
+    app(prog_name="factory")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -33,12 +33,11 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def cli():
     """Invoke the CLI in-process; returns the click Result (exit_code, output)."""
-    from factory.cli import build_cli
+    from factory.cli import app
 
     runner = CliRunner()
-    command = build_cli()
 
     def invoke(*args: str):
-        return runner.invoke(command, [str(a) for a in args], catch_exceptions=True)
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
 
     return invoke

@@ -16,7 +16,7 @@ import os
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,75 +25,7 @@ import torch.nn.functional as F
 
 from factory.errors import FactoryError
 
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
-
-
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass
-class GRPOConfig:
-    problems: str = _help("builtin:arithmetic?n=500&seed=1", "problem source (see `factory generate --help`)")
-    model: str = _help("", "policy model folder (the reference model is a frozen copy of it)")
-    out: str = _help("", "output folder: checkpoints, final model, metrics.jsonl")
-    template: str = _help("r1_zero", "prompt template; its format is what the format reward checks")
-    rewards: str = _help("accuracy,format", "comma list of rewards: accuracy, format, language, length")
-    weights: str | None = _help(None, "comma list of reward weights (default 1 each), e.g. 1,0.1")
-    group_size: int = _help(8, "G: completions sampled per problem")
-    batch_size: int = _help(32, "completions per optimizer step; must hold whole groups (a multiple of G)")
-    micro_batch_size: int = _help(8, "completions per forward/backward pass (gradient accumulation)")
-    steps: int = _help(20, "optimizer steps (each with fresh rollouts)")
-    num_iterations: int = _help(1, "mu: updates per batch of rollouts (ratio != 1 only when > 1)")
-    lr: float = _help(1e-5, "AdamW learning rate (constant after a short warmup)")
-    warmup_steps: int = _help(0, "linear warmup steps")
-    beta: float = _help(0.04, "KL coefficient against the reference model (0 turns the reference off)")
-    epsilon: float = _help(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
-    epsilon_high: float | None = _help(None, "upper clip (DAPO's clip-higher); default epsilon")
-    loss_type: str = _help("grpo", "grpo: mean per sequence; dapo: mean per token over the batch; dr_grpo: sum / (batch * max_new_tokens)")
-    scale_rewards: bool = _help(True, "divide advantages by the group's std (Dr. GRPO turns this off)")
-    max_new_tokens: int = _help(256, "longest completion")
-    temperature: float = _help(1.0, "rollout temperature")
-    top_p: float = _help(1.0, "rollout nucleus mass")
-    rollout_backend: str = _help("auto", "vllm, transformers, or auto (vllm when installed)")
-    prompt_mode: str = _help("auto", "chat, base or auto (chat when the tokenizer has a chat template)")
-    seed: int = _help(0, "seed of problem order, sampling and initialisation")
-    save_every: int = _help(10, "checkpoint every N steps (and at the end)")
-    limit: int | None = _help(None, "use only the first N problems")
-
-    def validate(self) -> None:
-        problems = []
-        if not self.model:
-            problems.append("--model is required")
-        if not self.out:
-            problems.append("--out is required")
-        if self.group_size < 2:
-            problems.append("group_size must be >= 2: a group of one has no relative advantage")
-        if self.batch_size % self.group_size:
-            problems.append(
-                f"batch_size {self.batch_size} does not hold whole groups of {self.group_size}: "
-                f"use a multiple of group_size, e.g. {self.group_size * max(1, self.batch_size // self.group_size)}"
-            )
-        if self.batch_size % self.micro_batch_size:
-            problems.append(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
-        if self.loss_type not in LOSS_TYPES:
-            problems.append(f"loss_type must be one of {', '.join(LOSS_TYPES)}")
-        if self.rollout_backend not in ("auto", "vllm", "transformers"):
-            problems.append("rollout_backend must be vllm, transformers or auto")
-        if not 0 < self.epsilon < 1 or self.lr <= 0 or self.beta < 0 or self.num_iterations < 1:
-            problems.append("need 0 < epsilon < 1, lr > 0, beta >= 0, num_iterations >= 1")
-        if self.temperature <= 0:
-            problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
-        if problems:
-            raise FactoryError("bad GRPO settings: " + "; ".join(problems))
-
-
-def config_from(values: dict[str, Any]) -> GRPOConfig:
-    names = {f.name for f in fields(GRPOConfig)}
-    unknown = set(values) - names
-    if unknown:
-        raise FactoryError(f"unknown GRPO setting(s) {', '.join(sorted(unknown))}; settings are {', '.join(sorted(names))}")
-    return GRPOConfig(**values)
+from factory.train.config import GRPOConfig, LOSS_TYPES, config_from  # noqa: F401  (re-exported)
 
 
 # ---------------------------------------------------------------- the objective

@@ -15,5 +15,7 @@ class WeightSync:
         from safetensors.torch import load_file
 
         weights = load_file(path)
-        self.model_runner.model.load_weights(weights=weights.items())
+        # In-place reload: it re-runs the post-load processing (e.g. the CPU build repacks
+        # linear weights), which a plain `model.load_weights` would write past.
+        self.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
         return len(weights)
