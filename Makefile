@@ -3,9 +3,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
-DEMO_MODEL := data/demo-model
 
-.PHONY: install system-deps test test-fast demo bench clean
+.PHONY: install system-deps test test-fast demo bench clean tiny-model
 
 # Debian packages: bubblewrap (+ util-linux's setpriv/prlimit) sandbox the code verifier.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -34,14 +33,37 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
-$(DEMO_MODEL)/config.json: | $(STAMP)
-	$(VENV)/bin/factory tiny-model $(DEMO_MODEL)
-
-demo: install $(DEMO_MODEL)/config.json
-	$(VENV)/bin/factory generate demo --model $(DEMO_MODEL) --problems "builtin:arithmetic?n=64&seed=0" \
-		--n 4 --max-tokens 128 --engine-arg max_model_len=2048
+# The R1 loop in miniature with the shipped tiny model: generate -> filter -> SFT on the
+# curated samples -> GRPO, with accuracy on held-out problems before and after each stage.
+DEMO_EVAL := --problems "builtin:arithmetic?n=100&seed=7" --template arithmetic_r1 --n 4 --max-tokens 128
+demo: install
+	@echo "== accuracy of the shipped tiny model"
+	$(VENV)/bin/factory eval --model data/tiny-model $(DEMO_EVAL)
+	$(VENV)/bin/factory generate demo --model data/tiny-model --problems "builtin:arithmetic?n=200&seed=2" \
+		--template arithmetic_r1 --n 8 --temperature 1.0 --max-tokens 128
 	$(VENV)/bin/factory show demo -n 2
 	$(VENV)/bin/factory filter demo --chain cold_start
+	$(VENV)/bin/factory train sft --data demo --model data/tiny-model --out data/runs/demo/sft \
+		--batch-size 32 --lr 5e-4 --epochs 2 --max-len 256 --log-every 10
+	@echo "== accuracy after SFT on the curated samples"
+	$(VENV)/bin/factory eval --model data/runs/demo/sft $(DEMO_EVAL)
+	$(VENV)/bin/factory train grpo --model data/runs/demo/sft --out data/runs/demo/grpo \
+		--problems "builtin:arithmetic?n=400&seed=3" --template arithmetic_r1 --rewards accuracy,format \
+		--weights 1,0.1 --group-size 8 --batch-size 32 --micro-batch-size 16 --steps 8 --lr 2e-5 --max-new-tokens 96
+	@echo "== accuracy after GRPO"
+	$(VENV)/bin/factory eval --model data/runs/demo/grpo $(DEMO_EVAL)
+
+# The shipped tiny reasoning model: a random tiny Qwen2 (seed 0) fine-tuned by `factory train sft`
+# on built-in arithmetic problems with step-by-step <think> solutions, ~10 minutes on 2 CPU cores.
+TINY := data/tiny-model
+tiny-model: install
+	rm -rf build/tiny-init build/tiny-sft
+	$(VENV)/bin/factory tiny-model build/tiny-init --seed 0
+	$(VENV)/bin/factory train sft --data "builtin:arithmetic?n=50000&seed=1" --model build/tiny-init \
+		--out build/tiny-sft --batch-size 32 --lr 2e-3 --warmup-steps 50 --max-steps 2600 --max-len 256 \
+		--save-every 400 --log-every 100
+	mkdir -p $(TINY)
+	cp build/tiny-sft/*.json build/tiny-sft/*.safetensors build/tiny-sft/*.txt build/tiny-sft/*.jinja $(TINY)/ 2>/dev/null || true
 
 bench: install
 	$(PY) bench/generate.py
@@ -49,4 +71,4 @@ bench: install
 	$(PY) bench/dedup.py
 
 clean:
-	rm -rf $(VENV) data/runs $(DEMO_MODEL)
+	rm -rf $(VENV) data/runs build

@@ -96,3 +96,36 @@ def test_cli_refuses_a_batch_without_whole_groups(cli, tiny_model: Path, tmp_pat
     recipe.write_text("grpo:\n  group_size: 4\n  batch_size: 8\n  sparkle: 1\n")
     result = cli("train", "grpo", "--config", recipe, "--model", tiny_model, "--out", tmp_path / "o")
     assert result.exit_code == 2 and "unknown setting(s) sparkle" in result.output
+
+
+def test_resume_after_kill_takes_the_same_next_step(tiny_model: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    from factory.train.grpo import run_grpo
+
+    def config(out: Path, steps: int) -> GRPOConfig:
+        return GRPOConfig(problems="builtin:arithmetic?n=12&seed=5", model=str(tiny_model), out=str(out),
+                          template="arithmetic_r1", group_size=4, batch_size=8, micro_batch_size=8, steps=steps,
+                          max_new_tokens=12, rollout_backend="transformers", save_every=1, lr=1e-3)
+
+    straight = run_grpo(config(tmp_path / "a", 3), log=lambda _m: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_3(line: str) -> None:  # step 3 is computed but never saved, as in a kill
+        if line.startswith("step=3 "):
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_grpo(config(tmp_path / "b", 3), log=kill_at_step_3)
+    lines: list[str] = []
+    resumed = run_grpo(config(tmp_path / "b", 3), log=lines.append)
+    assert lines[0] == "resumed from checkpoint-000002 at step 2"
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["history"][-1] == {**resumed["history"][-1], "seconds": straight["history"][-1]["seconds"]}
+    other = config(tmp_path / "b", 3)
+    other.lr = 5e-4
+    with pytest.raises(FactoryError, match="other settings"):
+        run_grpo(other, log=lambda _m: None)
