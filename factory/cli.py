@@ -225,6 +225,28 @@ def tiny_model(
     console.print(f"tiny model written to {build_tiny_model(out, seed=seed)}")
 
 
+@app.command()
+@user_errors
+def sql(
+    run: Annotated[str, typer.Argument(help="Run name or path.")],
+    statement: Annotated[str, typer.Argument(help="SQL over the views generated, curated and rejected.")],
+    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+) -> None:
+    """Ad-hoc DuckDB SQL over a run, e.g. which problems never pass, which reason dominates."""
+    from rich.table import Table
+
+    from factory.shards import resolve_run
+    from factory.sql import query
+
+    table = query(resolve_run(run), statement)
+    out = Table(*table.column_names)
+    for row in table.slice(0, limit).to_pylist():
+        out.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(out)
+    if table.num_rows > limit:
+        console.print(f"({table.num_rows - limit} more rows; raise --limit)")
+
+
 def _add_train_commands() -> None:
     from factory.train.cli import train_app
 
