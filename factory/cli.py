@@ -247,6 +247,31 @@ def sql(
         console.print(f"({table.num_rows - limit} more rows; raise --limit)")
 
 
+@app.command()
+@user_errors
+def export(
+    run: Annotated[str, typer.Argument(help="Run name or path (its curated samples are exported).")],
+    to: Annotated[Path | None, typer.Option("--to", help="Write a dataset folder in the Hub's layout here.")] = None,
+    to_hub: Annotated[str | None, typer.Option("--to-hub", help="Upload to this Hub dataset repo, USER/NAME.")] = None,
+    private: Annotated[bool, typer.Option(help="Make a new Hub repo private.")] = False,
+) -> None:
+    """A curated run as a Hub dataset: data/train-*.parquet with chat `messages`, and a dataset card."""
+    import tempfile
+
+    from factory.hub import check_token, export_run, upload
+    from factory.shards import resolve_run
+
+    if not to and not to_hub:
+        raise FactoryError("say where: --to DIR (a local dataset folder) and/or --to-hub USER/NAME")
+    if to_hub:
+        check_token()  # a missing or rejected token fails here, before any work
+    folder = to or Path(tempfile.mkdtemp(prefix="factory-export-")) / "dataset"
+    summary = export_run(resolve_run(run), folder)
+    console.print(f"exported {summary['rows']} rows in {summary['files']} files -> {summary['path']}")
+    if to_hub:
+        console.print(f"uploaded to {upload(folder, to_hub, private=private)}")
+
+
 def _add_train_commands() -> None:
     from factory.train.cli import train_app
 

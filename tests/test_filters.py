@@ -38,6 +38,7 @@ CASES = [
     (Complete(), {"finish_reason": "length"}, "truncated"),
     (Complete(), {"completion": "<think>a</think><answer>1"}, "unclosed_tag"),
     (Complete(), {"completion": "<think>a<think>b</think><answer>1</answer>"}, "unclosed_tag"),
+    (Complete(), {"completion": "a</think><answer>1</answer>", "metadata": json.dumps({"prefill": "<think>"})}, None),
     (Format(), {}, None),
     (Format(), {"completion": "<answer>14</answer>"}, "bad_format"),  # the seed's o3: no <think>
     (Format(), {"completion": "<think>...</think> <answer> 7<answer>"}, "bad_format"),  # the seed's o4

@@ -37,7 +37,8 @@ class Complete(Filter):
     def check(self, s: dict[str, Any]) -> Reject | None:
         if s.get("finish_reason") == "length":
             return Reject("truncated", f"hit max_tokens after {s.get('completion_tokens')} tokens")
-        text = (s.get("completion") or "").lower()
+        prefill = json.loads(s.get("metadata") or "{}").get("prefill", "")
+        text = (prefill + (s.get("completion") or "")).lower()  # a prefilled "<think>" opened the tag
         for tag in _OPEN_TAGS:
             if text.count(f"<{tag}>") != text.count(f"</{tag}>"):
                 return Reject("unclosed_tag", f"<{tag}> opened {text.count(f'<{tag}>')}x, closed {text.count(f'</{tag}>')}x")
