@@ -44,12 +44,13 @@ demo: install
 	$(VENV)/bin/factory show demo -n 2
 	$(VENV)/bin/factory filter demo --chain cold_start
 	$(VENV)/bin/factory train sft --data demo --model data/tiny-model --out data/runs/demo/sft \
-		--batch-size 32 --lr 5e-4 --epochs 2 --max-len 256 --log-every 10
+		--batch-size 16 --lr 5e-5 --warmup-steps 3 --epochs 2 --max-len 256 --log-every 10
 	@echo "== accuracy after SFT on the curated samples"
 	$(VENV)/bin/factory eval --model data/runs/demo/sft $(DEMO_EVAL)
 	$(VENV)/bin/factory train grpo --model data/runs/demo/sft --out data/runs/demo/grpo \
-		--problems "builtin:arithmetic?n=400&seed=3" --template arithmetic_r1 --rewards accuracy,format \
-		--weights 1,0.1 --group-size 8 --batch-size 32 --micro-batch-size 16 --steps 8 --lr 2e-5 --max-new-tokens 96
+		--problems "builtin:arithmetic?n=2000&seed=3" --template arithmetic_r1 --rewards accuracy,format \
+		--weights 1,0.1 --group-size 8 --batch-size 64 --micro-batch-size 32 --steps 20 --lr 5e-5 --beta 0.01 \
+		--max-new-tokens 96
 	@echo "== accuracy after GRPO"
 	$(VENV)/bin/factory eval --model data/runs/demo/grpo $(DEMO_EVAL)
 
