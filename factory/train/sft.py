@@ -61,7 +61,10 @@ def _load_model(name: str, device: torch.device, dtype: torch.dtype) -> tuple[An
 
 
 def _add_lora(model: Any, config: SFTConfig) -> Any:
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise FactoryError("--lora-r needs peft: pip install peft") from None
 
     head = model.get_output_embeddings()
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head]
