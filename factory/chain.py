@@ -173,7 +173,17 @@ def run_chain(
     log: Callable[[str], None] = lambda _m: None, on_shard: Callable[[int], None] = lambda _n: None,
 ) -> dict[str, Any]:
     """Filter every unfiltered shard, then run the global steps; return the funnel."""
+    from factory.lock import run_lock
+
     shards.read_manifest(run_dir)
+    with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over
+        return _run_chain(run_dir, chain, workers, redo, log, on_shard)
+
+
+def _run_chain(
+    run_dir: Path, chain: Chain, workers: int | None, redo: bool, log: Callable[[str], None],
+    on_shard: Callable[[int], None],
+) -> dict[str, Any]:
     generated = shards.done_shards(run_dir, "generated")
     if not generated:
         raise FactoryError(f"{run_dir}: no finished generated shards to filter; run `factory generate` first")

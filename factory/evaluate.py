@@ -14,7 +14,7 @@ from typing import Any
 
 from factory import shards
 from factory.generate.runner import GenerateConfig, run_generation
-from factory.sample import Sampling, stable_hash
+from factory.sample import Sampling, model_digest, stable_hash
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -36,7 +36,8 @@ def evaluate(
     sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n, seed=seed)
     config = GenerateConfig(problems=problems, model=model, template=template, backend=backend, sampling=sampling,
                             limit=limit, backend_options=backend_options or {})
-    run_dir = run_dir or shards.runs_root() / f"eval-{stable_hash(str(Path(model).resolve()), problems, template, sampling.as_dict(), limit)}"
+    key = stable_hash(str(Path(model).resolve()), model_digest(model), problems, template, sampling.as_dict(), limit)
+    run_dir = run_dir or shards.runs_root() / f"eval-{key}"  # a retrained model gets a new run
     run_generation(config, run_dir, log=log)
     correct: dict[str, list[float]] = defaultdict(list)
     for row in shards.read_samples(run_dir, "generated"):

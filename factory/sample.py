@@ -89,6 +89,18 @@ def stable_hash(*parts: Any, length: int = 16) -> str:
     return hashlib.blake2b(payload.encode(), digest_size=length // 2).hexdigest()
 
 
+def model_digest(model: str) -> str | None:
+    """Identity of a local model's weights (file names, sizes, mtimes): a model retrained in
+    the same folder is a different model. None for a hub id."""
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    return stable_hash([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
 def sample_id(problem_id: str, template: str, model: str, sampling: Sampling, index: int) -> str:
     return stable_hash(problem_id, template, model, sampling.identity(), index)
 

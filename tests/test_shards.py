@@ -208,3 +208,16 @@ def test_sample_id_is_stable_and_sensitive():
 
 def test_sample_id_ignores_n():
     assert sample_id("p1", "t", "m", Sampling(n=4), 2) == sample_id("p1", "t", "m", Sampling(n=16), 2)
+
+
+def test_model_digest_changes_when_the_weights_do(tmp_path):
+    import os
+
+    from factory.sample import model_digest
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 10)
+    before = model_digest(str(tmp_path))
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert model_digest(str(tmp_path)) != before
+    assert model_digest("Qwen/Qwen2.5-0.5B") is None

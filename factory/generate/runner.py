@@ -17,7 +17,7 @@ from typing import Any
 from factory import shards
 from factory.errors import FactoryError
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
-from factory.sample import Sampling, request_seed, sample_id, stable_hash, to_table
+from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
 from factory.sources import Problem, load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
@@ -88,6 +88,7 @@ def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[
     d.pop("templates_dirs")
     d["prompt_mode"] = mode
     d["template_digest"] = plan.template.digest
+    d["model_digest"] = model_digest(config.model)
     d["problem_ids_digest"] = stable_hash([p.problem_id for p in plan.problems])
     return d
 
@@ -192,7 +193,17 @@ def run_generation(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RunResult:
     """Generate every unfinished shard of the run. `backend` may be passed in (benchmarks)."""
+    from factory.lock import run_lock
+
     plan = plan_run(config)
+    with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over
+        return _generate(config, plan, run_dir, backend, progress, log)
+
+
+def _generate(
+    config: GenerateConfig, plan: Plan, run_dir: Path, backend: Backend | None, progress: Any,
+    log: Callable[[str], None],
+) -> RunResult:
     if backend is None and config.backend == "vllm":
         mode = resolve_mode(config, lambda: local_has_chat_template(config.model))
     elif backend is not None:
