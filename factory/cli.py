@@ -27,6 +27,7 @@ console = Console()
 err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
+EXIT_PARTIAL = 3  # the run finished but some samples failed (their errors are in the shards)
 EXIT_INTERRUPTED = 130
 
 
@@ -270,6 +271,38 @@ def export(
     console.print(f"exported {summary['rows']} rows in {summary['files']} files -> {summary['path']}")
     if to_hub:
         console.print(f"uploaded to {upload(folder, to_hub, private=private)}")
+
+
+@app.command("run")
+@user_errors
+def run_(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    dry_run: Annotated[bool, typer.Option(help="Print the plan (stages, counts, what is done) and stop.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary for job systems.")] = False,
+) -> None:
+    """Run every stage of a recipe into one run folder; safe to repeat from a scheduler.
+
+    Exit codes: 0 done (or nothing to do), 2 bad input or run in use, 3 finished with failed
+    samples, 130 interrupted (rerun to resume).
+    """
+    import json
+
+    from factory.recipe import load_recipe, plan, run_recipe
+    from factory.shards import resolve_run
+
+    loaded = load_recipe(recipe)
+    if dry_run:
+        steps = plan(loaded, resolve_run(str(loaded["run"])))
+        console.print_json(json.dumps(steps)) if json_out else [console.print(s) for s in steps]
+        return
+    summary = run_recipe(loaded, log=lambda m: err.print(m))
+    if json_out:
+        print(json.dumps(summary, default=str))
+    else:
+        for stage in summary["stages"]:
+            console.print(stage)
+    if summary["errors"]:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _add_train_commands() -> None:
