@@ -23,7 +23,7 @@ class Parsed:
 
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)  # also read by the GRPO rewards
 
 
 def parse_think_answer(text: str) -> Parsed:
@@ -39,7 +39,7 @@ def parse_think_answer(text: str) -> Parsed:
             return Parsed(None, _answer_only(text), reason)
     else:
         reasoning, rest = think.group(1), text[think.end() :]
-    answers = _ANSWER.findall(rest)
+    answers = ANSWER_TAG.findall(rest)
     if not answers:
         reason = "unclosed_answer" if "<answer>" in rest.lower() else "no_answer"
         return Parsed(reasoning.strip(), None, reason)
@@ -47,7 +47,7 @@ def parse_think_answer(text: str) -> Parsed:
 
 
 def _answer_only(text: str) -> str | None:
-    answers = _ANSWER.findall(text)
+    answers = ANSWER_TAG.findall(text)
     return answers[-1].strip() if answers else None
 
 

@@ -11,7 +11,6 @@ import pytest
 from factory import arithmetic, shards
 from factory.chain import load_chain, run_chain
 from factory.errors import FactoryError
-from factory.funnel import compute_funnel
 from factory.sample import SCHEMA, Sampling, sample_id, stable_hash, to_table
 from factory.templates import load_template
 from factory.textnorm import text_hash

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from factory.filters.base import Filter, Reject, setting
 from factory.parsers import _SPECIAL
+from factory.sample import prefilled_completion
 
 
 @dataclass
@@ -37,8 +37,7 @@ class Complete(Filter):
     def check(self, s: dict[str, Any]) -> Reject | None:
         if s.get("finish_reason") == "length":
             return Reject("truncated", f"hit max_tokens after {s.get('completion_tokens')} tokens")
-        prefill = json.loads(s.get("metadata") or "{}").get("prefill", "")
-        text = (prefill + (s.get("completion") or "")).lower()  # a prefilled "<think>" opened the tag
+        text = prefilled_completion(s).lower()  # a prefilled "<think>" opened the tag
         for tag in _OPEN_TAGS:
             if text.count(f"<{tag}>") != text.count(f"</{tag}>"):
                 return Reject("unclosed_tag", f"<{tag}> opened {text.count(f'<{tag}>')}x, closed {text.count(f'</{tag}>')}x")
@@ -54,8 +53,7 @@ class Format(Filter):
     description = "Exactly the template's format: one <think>..</think> then one <answer>..</answer>, or | special_token | reasoning | special_token | summary; no empty part."
     reasons = ("bad_format", "empty_part")
     def check(self, s: dict[str, Any]) -> Reject | None:
-        prefill = json.loads(s.get("metadata") or "{}").get("prefill", "")
-        text = prefill + (s.get("completion") or "")
+        text = prefilled_completion(s)
         if "<think>" in text or "<answer>" in text or "</think>" in text:
             m = _THINK_ANSWER.match(text)
             if m is None or text.count("<think>") != 1 or text.count("<answer>") != 1:

@@ -8,7 +8,6 @@ with the judge template and generated in one backend call; the score is kept in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -56,18 +55,20 @@ class Judge(GlobalStep):
                                        template.stop, lambda _s, _t: None)
         finally:
             backend.close()
-        ids, reasons, scores = [], [], {}
+        rejects: list[tuple[str, str]] = []
+        scores = {}
         for (id_, *_), (c,) in zip(rows, outputs):
             if c.error:
-                ids.append(id_), reasons.append(f"judge_error: {c.error[:100]}")
+                rejects.append((id_, f"judge_error: {c.error[:100]}"))
                 continue
             parsed = template.parse(c.text, prefilled=chat and backend.chat_prefill or not chat)
             if parsed.final is None:
-                ids.append(id_), reasons.append("judge_unparsed: no 'Score: N' in the judge's answer")
+                rejects.append((id_, "judge_unparsed: no 'Score: N' in the judge's answer"))
                 continue
             score = float(parsed.final)
             scores[id_] = {"judge": score}
             if score < self.min_score:
-                ids.append(id_), reasons.append(f"low_judge_score: {score:g} < {self.min_score:g}")
+                rejects.append((id_, f"low_judge_score: {score:g} < {self.min_score:g}"))
         self.scores = scores  # merged into the kept samples by the runner
-        return pa.table({"id": pa.array(ids, pa.string()), "reason": pa.array(reasons, pa.string())})
+        return pa.table({"id": pa.array([i for i, _ in rejects], pa.string()),
+                         "reason": pa.array([r for _, r in rejects], pa.string())})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -34,9 +35,9 @@ def read_recipe(path: Path, section: str) -> dict[str, Any]:
 
 def _flag_type(annotation: Any) -> Any:
     """The field's type made optional: an absent flag (None) leaves the recipe or default."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    inner = args[0] if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType")) and args else annotation
-    return Optional[inner]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return Optional[annotation]
 
 
 def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[Any], None], help: str,

@@ -6,7 +6,7 @@ stay cheap: the runners (and torch) load only when a training command runs.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 from factory.errors import FactoryError
@@ -73,14 +73,6 @@ class GRPOConfig:
             problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
         if problems:
             raise FactoryError("bad GRPO settings: " + "; ".join(problems))
-
-
-def config_from(values: dict[str, Any]) -> GRPOConfig:
-    names = {f.name for f in fields(GRPOConfig)}
-    unknown = set(values) - names
-    if unknown:
-        raise FactoryError(f"unknown GRPO setting(s) {', '.join(sorted(unknown))}; settings are {', '.join(sorted(names))}")
-    return GRPOConfig(**values)
 
 
 def _sft_help(text: str, default: Any = MISSING) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import shards
+from factory.sample import prefilled_completion
 from factory.errors import FactoryError
 from factory.sample import SCHEMA
 from factory.sources import load_problems
@@ -33,10 +34,9 @@ def sample_to_messages(row: dict[str, Any]) -> Messages:
     The prefill (e.g. "<think>\\n") was text the prompt put in the model's mouth; it is part
     of the answer the student must learn to write by itself.
     """
-    prefill = json.loads(row.get("metadata") or "{}").get("prefill", "")
     return [
         {"role": "user", "content": row["problem"] or ""},
-        {"role": "assistant", "content": prefill + (row.get("completion") or "")},
+        {"role": "assistant", "content": prefilled_completion(row)},
     ]
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from factory.errors import FactoryError
 
-from factory.train.config import GRPOConfig, LOSS_TYPES, config_from  # noqa: F401  (re-exported)
+from factory.train.config import GRPOConfig, LOSS_TYPES  # noqa: F401  (re-exported)
 
 
 # ---------------------------------------------------------------- the objective
@@ -204,13 +204,14 @@ def policy_update(
     batch = {k: v.to(device) for k, v in batch.items()}
     advantages = advantages.to(device)
     ids, attn, mask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    with torch.no_grad():  # pi_old: the policy that sampled; pi_ref: the frozen start
-        old = torch.cat([sequence_logprobs(model, ids[i:i + config.micro_batch_size], attn[i:i + config.micro_batch_size])
-                         for i in range(0, len(ids), config.micro_batch_size)])
-        ref = None
-        if ref_model is not None and config.beta > 0:
-            ref = torch.cat([sequence_logprobs(ref_model, ids[i:i + config.micro_batch_size], attn[i:i + config.micro_batch_size])
-                             for i in range(0, len(ids), config.micro_batch_size)])
+    step = config.micro_batch_size
+
+    @torch.no_grad()
+    def frozen_logprobs(m: Any) -> torch.Tensor:
+        return torch.cat([sequence_logprobs(m, ids[i:i + step], attn[i:i + step]) for i in range(0, len(ids), step)])
+
+    old = frozen_logprobs(model)  # pi_old: the policy that sampled
+    ref = frozen_logprobs(ref_model) if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
     eps_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
     micro_batches = len(ids) // config.micro_batch_size
     totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}

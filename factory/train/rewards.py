@@ -8,7 +8,6 @@ to a batch, and `group_advantages` turns one group's rewards into GRPO (or Dr. G
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from factory.errors import FactoryError
 from factory.lang import detect_language, language_stats
 from factory.parsers import parse_think_answer
+from factory.parsers import ANSWER_TAG
+from factory.sample import prefilled_completion
 from factory.verify.registry import check
 
 if TYPE_CHECKING:
@@ -24,24 +25,15 @@ if TYPE_CHECKING:
 
 Reward = Callable[[dict[str, Any]], float]
 
-_CLOSED_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 # An opened answer runs to the next tag or the end; "<" alone is not a tag ("x < 3").
 _OPEN_ANSWER = re.compile(r"<answer>(.*?)(?=</?[A-Za-z][\w:-]*\s*/?>|$)", re.S | re.I)
 _FORMAT = re.compile(r"\s*<think>(?P<r>.*?)</think>\s*<answer>", re.S | re.I)
 
 
-def _text(sample: dict[str, Any]) -> str:
-    """The completion with any prompt prefill (e.g. "<think>") put back, as the `format` filter reads it."""
-    meta = sample.get("metadata") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta or "{}")
-    return (meta.get("prefill") or "") + (sample.get("completion") or "")
-
-
 def extract_answer(completion: str) -> str | None:
     """The final answer: the last closed <answer>…</answer>, else the last non-empty text after
     an <answer> tag (so "<answer> 7<answer>", a closing tag without its slash, reads "7")."""
-    closed = _CLOSED_ANSWER.findall(completion)
+    closed = ANSWER_TAG.findall(completion)
     if closed:
         return closed[-1].strip() or None
     opened = [a.strip() for a in _OPEN_ANSWER.findall(completion) if a.strip()]
@@ -69,7 +61,7 @@ def format_reward(sample: dict[str, Any]) -> float:
     follow the answer, so "<think>…</think> <answer> 7<answer>" earns it. Data filtering keeps the
     strict version; this reward only teaches the model to think first and then answer.
     """
-    text = _text(sample)
+    text = prefilled_completion(sample)
     m = _FORMAT.match(text)
     if m is None or not m.group("r").strip() or text.lower().count("<think>") != 1:
         return 0.0
@@ -83,7 +75,7 @@ def language(sample: dict[str, Any]) -> float:
     `language`, else the problem's detected language, else English. No words (pure arithmetic)
     counts as consistent: 1.0.
     """
-    parsed = parse_think_answer(_text(sample))
+    parsed = parse_think_answer(prefilled_completion(sample))
     reasoning = parsed.reasoning if parsed.reasoning is not None else sample.get("completion") or ""
     target = sample.get("language") or detect_language(sample.get("problem") or "") or "en"
     return float(language_stats(reasoning, target).share)

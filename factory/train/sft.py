@@ -15,7 +15,6 @@ import hashlib
 import math
 import time
 from array import array
-from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
