@@ -6,11 +6,12 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 
 .PHONY: install system-deps test test-fast demo bench clean tiny-model
 
-# Debian packages: bubblewrap (+ util-linux's setpriv/prlimit) sandbox the code verifier.
+# Debian packages: bubblewrap (+ util-linux's setpriv/prlimit) sandbox the code verifier;
+# chromium renders `factory report` pages in the report's browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v bwrap >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux; }
+	@command -v bwrap >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux chromium; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

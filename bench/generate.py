@@ -53,11 +53,12 @@ def main() -> None:
         sampling=sampling, prompt_mode="chat", shard_size=args.problems * args.n,
     )
     plan = plan_run(config)
-    requests = [make_request(plan.template, p, "chat", config) for p in plan.problems]
+    template = plan.templates[0]
+    requests = [make_request(template, p, "chat", config) for p in plan.problems]
     prompts = [backend.prompt_text(r) for r in requests]
     params = [
         SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=r.seed,
-                       stop=plan.template.stop or None)
+                       stop=template.stop or None)
         for r in requests
     ]
 

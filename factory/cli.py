@@ -250,6 +250,19 @@ def sql(
 
 @app.command()
 @user_errors
+def report(
+    run: Annotated[str, typer.Argument(help="Run name or path (a filtered run).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html).")] = None,
+) -> None:
+    """One self-contained HTML page: funnel, lengths, pass rates, samples per problem, examples."""
+    from factory.report import write_report
+    from factory.shards import resolve_run
+
+    console.print(f"report written to {write_report(resolve_run(run), out)}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
 def export(
     run: Annotated[str, typer.Argument(help="Run name or path (its curated samples are exported).")],
     to: Annotated[Path | None, typer.Option("--to", help="Write a dataset folder in the Hub's layout here.")] = None,
@@ -279,6 +292,7 @@ def run_(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     dry_run: Annotated[bool, typer.Option(help="Print the plan (stages, counts, what is done) and stop.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary for job systems.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe setting: KEY.PATH=VALUE (YAML value), e.g. generate.model=data/tiny-model; STAGE=null drops a stage.")] = None,
 ) -> None:
     """Run every stage of a recipe into one run folder; safe to repeat from a scheduler.
 
@@ -290,7 +304,7 @@ def run_(
     from factory.recipe import load_recipe, plan, run_recipe
     from factory.shards import resolve_run
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, set_)
     if dry_run:
         steps = plan(loaded, resolve_run(str(loaded["run"])))
         console.print_json(json.dumps(steps)) if json_out else [console.print(s) for s in steps]
@@ -340,6 +354,7 @@ def eval_(
 def main() -> None:
     # vLLM logs every engine step at INFO; keep the terminal for our own progress.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (--json)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar per saved checkpoint
     app(prog_name="factory")

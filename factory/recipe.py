@@ -1,8 +1,10 @@
 """`factory run RECIPE.yaml`: every stage a recipe names, into one run folder, safe to repeat.
 
 A recipe is YAML with a run name and stages: `generate` (the settings of `factory
-generate`), `filter` (a chain), `train` (`sft` and/or `grpo` settings, optional) and `export`
-(a folder, optional). Each stage is idempotent and resumable, so a scheduler can start the
+generate`; `template` may list several), `filter` (a chain, plus optional `decontaminate`
+benchmark files and `dedup` settings), `train` (`sft` and/or `grpo` settings, optional) and
+`export` (a folder, optional). `--set generate.model=PATH` overrides any setting; `--set
+train=null` drops a stage. Each stage is idempotent and resumable, so a scheduler can start the
 same recipe again and again: after success it does nothing and says so; after a crash it
 resumes. The whole recipe holds the run's lock, and logs go to RUN/logs/.
 """
@@ -20,6 +22,7 @@ import yaml
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.sample import stable_hash
 
 STAGES = ("generate", "filter", "train", "export")
 GENERATE_KEYS = {"problems", "model", "template", "backend", "n", "temperature", "top_p", "top_k", "max_tokens",
@@ -27,22 +30,99 @@ GENERATE_KEYS = {"problems", "model", "template", "backend", "n", "temperature",
                  "concurrency"}
 
 
-def load_recipe(path: Path) -> dict[str, Any]:
+FILTER_KEYS = {"chain", "decontaminate", "dedup"}
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -> None:
+    """`a.b=VALUE` sets recipe[a][b] (VALUE read as YAML); `a=null` removes stage a."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FactoryError(f"bad --set '{item}': write KEY.PATH=VALUE, e.g. --set generate.model=data/tiny-model")
+        *parents, leaf = key.split(".")
+        node = recipe
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise FactoryError(f"bad --set '{item}': {where} has no mapping at '{part}'")
+        node[leaf] = yaml.safe_load(value)
+    for stage in [k for k, v in recipe.items() if v is None and k in STAGES]:
+        del recipe[stage]
+
+
+def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise FactoryError(f"{path}: no such recipe; the shipped ones are in recipes/")
     try:
         recipe = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise FactoryError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(recipe, dict):
+        apply_overrides(recipe, overrides or [], path)
     if not isinstance(recipe, dict) or not recipe.get("run"):
         raise FactoryError(f"{path}: a recipe needs `run: NAME` and stages among {', '.join(STAGES)}")
     unknown = set(recipe) - {"run", "name", "description", *STAGES}
     if unknown:
         raise FactoryError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    for stage in STAGES:
+        if stage in recipe and not isinstance(recipe[stage], dict):
+            raise FactoryError(f"{path}: `{stage}` must be a mapping of settings, not {recipe[stage]!r}")
+    for kind in ("sft", "grpo"):
+        if (recipe.get("train") or {}).get(kind) is not None and not isinstance(recipe["train"][kind], dict):
+            raise FactoryError(f"{path}: `train.{kind}` must be a mapping of settings, not {recipe['train'][kind]!r}")
     bad = set(recipe.get("generate") or {}) - GENERATE_KEYS
     if bad:
         raise FactoryError(f"{path}: unknown generate setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(GENERATE_KEYS))}")
+    from factory.train.config import GRPOConfig, SFTConfig, coerce_settings
+
+    train = recipe.get("train") or {}
+    if not isinstance(train, dict) or set(train) - {"sft", "grpo"}:
+        raise FactoryError(f"{path}: `train` holds `sft` and/or `grpo` settings")
+    for kind, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
+        if train.get(kind):
+            train[kind] = coerce_settings(cls, train[kind], f"{path}: train.{kind} (see `factory train {kind} --help`)")
+    if "export" in recipe and not (recipe["export"] or {}).get("to"):
+        raise FactoryError(f"{path}: `export` needs `to: FOLDER`")
+    bad = set(recipe.get("filter") or {}) - FILTER_KEYS
+    if bad:
+        raise FactoryError(f"{path}: unknown filter setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(FILTER_KEYS))}")
     return recipe
+
+
+def _first_global(steps: list[Any], name: Callable[[Any], str]) -> int:
+    from factory.filters import GLOBAL
+
+    return next((i for i, s in enumerate(steps) if name(s) in GLOBAL), len(steps))
+
+
+def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
+    """The recipe's chain; with `decontaminate` or `dedup` set, a copy of it written to RUN/chain.yaml."""
+    from factory.chain import load_chain
+
+    settings = recipe["filter"] or {}
+    base = load_chain(str(settings.get("chain", "cold_start")))
+    if "decontaminate" not in settings and "dedup" not in settings:
+        return base
+    data = yaml.safe_load(base.path.read_text())
+
+    def name(step: Any) -> str:
+        return step if isinstance(step, str) else next(iter(step))
+
+    steps = data["steps"]
+    if "dedup" in settings:  # replace the chain's dedup (false: no dedup)
+        at = next((i for i, s in enumerate(steps) if name(s) == "dedup"), None)
+        steps = [s for s in steps if name(s) != "dedup"]
+        if settings["dedup"] is not False:
+            dedup = {"dedup": settings["dedup"] if isinstance(settings["dedup"], dict) else {}}
+            steps.insert(at if at is not None else _first_global(steps, name), dedup)
+    if settings.get("decontaminate"):
+        benchmarks = settings["decontaminate"]
+        steps.insert(_first_global(steps, name), {"decontaminate": {"benchmarks": [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)}})
+    data["steps"] = steps
+    data["name"] = f"{base.name}+recipe"
+    path = run_dir / "chain.yaml"
+    shards.atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
+    return load_chain(str(path))
 
 
 def generate_config(recipe: dict[str, Any]) -> Any:
@@ -50,6 +130,8 @@ def generate_config(recipe: dict[str, Any]) -> Any:
     from factory.sample import Sampling
 
     g = dict(recipe["generate"])
+    if isinstance(g.get("template"), list):
+        g["template"] = ",".join(g["template"])
     sampling = Sampling(**{f.name: g.pop(f.name) for f in fields(Sampling) if f.name in g})
     return GenerateConfig(
         problems=g.pop("problems", "builtin:arithmetic"), model=str(g.pop("model", "")), sampling=sampling,
@@ -68,21 +150,48 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
         config = generate_config(recipe)
         p = plan_run(config)
         done = sum(shards.is_done(shards.shard_path(run_dir, "generated", k)) for k in range(p.num_shards))
-        steps.append({"stage": "generate", "problems": len(p.problems), "samples": len(p.problems) * config.sampling.n,
+        steps.append({"stage": "generate", "problems": len(p.problems), "templates": [t.name for t in p.templates],
+                      "samples": len(p.items) * config.sampling.n,
                       "shards": p.num_shards, "shards_done": done})
     if "filter" in recipe:
         gen = len(shards.done_shards(run_dir, "generated"))
         cur = len(shards.done_shards(run_dir, "curated"))
-        steps.append({"stage": "filter", "chain": recipe["filter"].get("chain", "cold_start"),
+        steps.append({"stage": "filter", "chain": (recipe["filter"] or {}).get("chain", "cold_start"),
                       "shards_done": cur, "shards": gen, "funnel": (run_dir / "funnel.json").exists()})
     for kind in ("sft", "grpo"):
         if kind in (recipe.get("train") or {}):
-            out = Path(recipe["train"][kind].get("out", run_dir / kind))
-            steps.append({"stage": f"train {kind}", "out": str(out), "done": (out / "model.safetensors").exists()})
+            out = Path((recipe["train"][kind] or {}).get("out", run_dir / kind))
+            steps.append({"stage": f"train {kind}", "out": str(out), "done": (run_dir / "logs" / f"train-{kind}.done").exists()})
     if "export" in recipe:
-        steps.append({"stage": "export", "to": str(recipe["export"].get("to")),
-                      "done": (Path(str(recipe["export"].get("to"))) / "README.md").exists()})
+        steps.append({"stage": "export", "to": str(recipe["export"].get("to")), "done": (run_dir / "logs" / "export.done").exists()})
     return steps
+
+
+def _once(
+    run_dir: Path, stage: str, settings: dict[str, Any], log: Callable[[str], None], work: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run a stage unless it already ran with these settings on this curated data (its marker says)."""
+    funnel = run_dir / "funnel.json"
+    key = stable_hash({"settings": settings, "funnel": funnel.read_text() if funnel.exists() else None})
+    marker = run_dir / "logs" / f"{stage.replace(' ', '-')}.done"
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key:
+        log(f"{stage}: already done with these settings; nothing to do")
+        return {"stage": stage, "already_done": True}
+    result = {k: v for k, v in work().items() if k in ("steps", "out", "resumed_from", "examples", "rows", "files", "path")}
+    shards.atomic_write_json(marker, {"key": key, **result})
+    return {"stage": stage, **result, "already_done": False}
+
+
+def _train(kind: str, settings: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    from factory.train.config import GRPOConfig, SFTConfig
+
+    if kind == "sft":
+        from factory.train.sft import run_sft
+
+        return run_sft(SFTConfig(**settings), log=log)
+    from factory.train.grpo import run_grpo
+
+    return run_grpo(GRPOConfig(**settings), log=log)
 
 
 def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -106,32 +215,29 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
             summary["stages"].append({"stage": "generate", "written": r.shards_written, "samples": r.samples,
                                       "errors": r.errors, "already_done": r.shards_written == 0})
         if "filter" in recipe:
-            from factory.chain import load_chain, run_chain
+            from factory.chain import run_chain
 
-            funnel = run_chain(run_dir, load_chain(recipe["filter"].get("chain", "cold_start")), log=both)
-            summary["stages"].append({"stage": "filter", "kept": funnel["kept"], "rejected": funnel["rejected"]})
+            filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
+                shards.done_shards(run_dir, "generated"))
+            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both)
+            summary["stages"].append({"stage": "filter", "kept": funnel["kept"], "rejected": funnel["rejected"],
+                                      "already_done": filtered})
         for kind in ("sft", "grpo"):
-            settings = dict((recipe.get("train") or {}).get(kind) or {})
-            if not settings and kind not in (recipe.get("train") or {}):
+            if kind not in (recipe.get("train") or {}):
                 continue
-            from factory.train.config import GRPOConfig, SFTConfig
-
+            settings = dict(recipe["train"][kind] or {})
             settings.setdefault("out", str(run_dir / kind))
             if kind == "sft":
-                from factory.train.sft import run_sft
-
                 settings.setdefault("data", str(run_dir))
-                result = run_sft(SFTConfig(**settings), log=both)
-            else:
-                from factory.train.grpo import run_grpo
-
-                result = {k: v for k, v in run_grpo(GRPOConfig(**settings), log=both).items() if k != "history"}
-            summary["stages"].append({"stage": f"train {kind}", **{k: v for k, v in result.items() if k in ("steps", "out")}})
+            summary["stages"].append(_once(run_dir, f"train {kind}", settings, both, lambda: _train(kind, settings, both)))
         if "export" in recipe:
             from factory.hub import export_run
 
-            result = export_run(run_dir, Path(str(recipe["export"]["to"])))
-            summary["stages"].append({"stage": "export", **result})
+            to = Path(str(recipe["export"]["to"]))
+            summary["stages"].append(_once(run_dir, "export", {"to": str(to)}, both, lambda: export_run(run_dir, to)))
         summary["errors"] = sum(s.get("errors", 0) for s in summary["stages"])
+        summary["already_done"] = all(s.get("already_done") for s in summary["stages"])
+        if summary["already_done"]:
+            both(f"nothing to do: every stage of {recipe.get('name') or recipe['run']} is already done")
         (run_dir / "logs" / "last-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -6,6 +6,8 @@ A source spec is one string:
 - `hf:ORG/NAME[:SPLIT]`: a dataset on the Hugging Face Hub (needs network)
 - `builtin:arithmetic[?n=200&seed=0]`: the built-in procedural arithmetic problems
 - a run folder (has `manifest.json`): each earlier sample becomes one input, for `refine`
+- `run:NAME[?stage=curated]`: the same, by run name, from its generated (default), curated
+  or rejected samples (refine only the correct R1-Zero outputs, say)
 
 Columns are mapped with `{"problem": "question", "answer": "solution"}` style mappings; the
 fields are problem (required), answer, tests, task, id.
@@ -183,13 +185,31 @@ def _from_rows(rows: list[dict[str, Any]], where: str, mapping: dict[str, str]) 
     return problems
 
 
-def _from_run(run_dir: Path) -> list[Problem]:
+RUN_STAGES = ("generated", "curated", "rejected")
+
+
+def _run_spec(spec: str) -> tuple[Path, str]:
+    from factory.shards import resolve_run
+
+    name, _, query = spec.removeprefix("run:").partition("?")
+    params = dict(parse_qsl(query))
+    stage = params.pop("stage", "generated")
+    if params or stage not in RUN_STAGES:
+        raise FactoryError(f"bad source '{spec}': write run:NAME or run:NAME?stage=S with S one of {', '.join(RUN_STAGES)}")
+    run_dir = resolve_run(name)
+    if not (run_dir / "manifest.json").exists():
+        raise FactoryError(f"{spec}: {run_dir} is not a run folder; run the recipe or `factory generate` that makes it first")
+    return run_dir, stage
+
+
+def _from_run(run_dir: Path, stage: str = "generated") -> list[Problem]:
     """Each sample of an earlier run becomes one input (for the refine template)."""
     from factory.shards import read_samples
 
-    rows = read_samples(run_dir, "generated")
+    rows = read_samples(run_dir, stage)
     if not rows:
-        raise FactoryError(f"{run_dir}: the run has no finished shards to read; run generate first")
+        hint = "run generate first" if stage == "generated" else f"filter it first, or none of its samples are {stage}"
+        raise FactoryError(f"{run_dir}: the run has no finished {stage} shards to read; {hint}")
     return [
         Problem(
             problem_id=r["id"],
@@ -215,6 +235,8 @@ def load_problems(spec: str, mapping: dict[str, str] | None = None, limit: int |
     mapping = mapping or {}
     if spec.startswith("builtin:"):
         problems = _builtin(spec)
+    elif spec.startswith("run:"):
+        problems = _from_run(*_run_spec(spec))
     elif spec.startswith("hf:"):
         problems = _from_rows(_read_hf_dataset(spec.removeprefix("hf:"), local=False), spec, mapping)
     else:

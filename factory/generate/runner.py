@@ -60,26 +60,42 @@ class GenerateConfig:
 
 @dataclass
 class Plan:
-    template: Template
+    templates: list[Template]
     problems: list[Problem]
     per_shard: int
 
     @property
-    def num_shards(self) -> int:
-        return (len(self.problems) + self.per_shard - 1) // self.per_shard
+    def items(self) -> list[tuple[Template, Problem]]:
+        """Every (template, problem) prompt, problem-major: one problem's prompts share a shard."""
+        return [(t, p) for p in self.problems for t in self.templates]
 
-    def shard_problems(self, index: int) -> list[Problem]:
-        return self.problems[index * self.per_shard : (index + 1) * self.per_shard]
+    @property
+    def num_shards(self) -> int:
+        return (len(self.problems) * len(self.templates) + self.per_shard - 1) // self.per_shard
+
+    def shard_items(self, index: int) -> list[tuple[Template, Problem]]:
+        return self.items[index * self.per_shard : (index + 1) * self.per_shard]
+
+
+def template_names(spec: str) -> list[str]:
+    """`a,b` -> [a, b]: a run may prompt each problem with several templates."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise FactoryError("--template is empty: name a template (see `factory templates`)")
+    if len(set(names)) != len(names):
+        raise FactoryError(f"--template '{spec}' names a template twice")
+    return names
 
 
 def plan_run(config: GenerateConfig) -> Plan:
     config.validate()
-    template = load_template(config.template, [Path(d) for d in config.templates_dirs])
+    templates = [load_template(n, [Path(d) for d in config.templates_dirs]) for n in template_names(config.template)]
     problems = load_problems(config.problems, config.mapping, config.limit)
     for p in problems[:1]:
-        template.context(p)  # a template that needs inputs the source lacks fails here, not later
+        for t in templates:
+            t.context(p)  # a template that needs inputs the source lacks fails here, not later
     per_shard = max(1, config.shard_size // config.sampling.n)
-    return Plan(template, problems, per_shard)
+    return Plan(templates, problems, per_shard)
 
 
 def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[str, Any]:
@@ -87,7 +103,8 @@ def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[
     d.pop("backend_options")
     d.pop("templates_dirs")
     d["prompt_mode"] = mode
-    d["template_digest"] = plan.template.digest
+    digests = [t.digest for t in plan.templates]
+    d["template_digest"] = digests[0] if len(digests) == 1 else stable_hash(digests)
     d["model_digest"] = model_digest(config.model)
     d["problem_ids_digest"] = stable_hash([p.problem_id for p in plan.problems])
     return d
@@ -167,6 +184,22 @@ def sample_rows(
     return rows
 
 
+def generate_by_template(
+    backend: Backend, items: list[tuple[Template, Problem]], requests: list[Request], sampling: Sampling,
+    progress: Any,
+) -> list[list[Completion]]:
+    """One backend call per template in the shard (each has its own stop strings), in item order."""
+    outputs: list[list[Completion]] = [[] for _ in items]
+    groups: dict[str, list[int]] = {}
+    for i, (t, _) in enumerate(items):
+        groups.setdefault(t.name, []).append(i)
+    for where in groups.values():
+        stop = items[where[0]][0].stop
+        for i, comps in zip(where, backend.generate([requests[i] for i in where], sampling, stop, progress)):
+            outputs[i] = comps
+    return outputs
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -224,23 +257,24 @@ def _generate(
         backend = open_backend(config.backend, config.model, {"seed": config.sampling.seed, **config.backend_options})
     # Written only once the backend is up, so a failed start does not tie the run name to bad settings.
     shards.write_manifest(run_dir, fingerprint_config, fingerprint)
-    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {config.sampling.n} samples)")
+    per_problem = f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1 else str(config.sampling.n)
+    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)")
     progress = progress or _NullProgress()
     n = config.sampling.n
-    already = sum(len(plan.shard_problems(k)) * n for k in range(plan.num_shards) if k not in todo)
-    progress.start(len(plan.problems) * n, already)
+    already = sum(len(plan.shard_items(k)) * n for k in range(plan.num_shards) if k not in todo)
+    progress.start(len(plan.items) * n, already)
     started = time.perf_counter()
     try:
         for k in todo:
             t0 = time.perf_counter()
-            problems = plan.shard_problems(k)
-            requests = [make_request(plan.template, p, mode, config) for p in problems]
+            items = plan.shard_items(k)
+            requests = [make_request(t, p, mode, config) for t, p in items]
             prompts = [backend.prompt_text(r) for r in requests]
-            outputs = backend.generate(requests, config.sampling, plan.template.stop, progress.advance)
+            outputs = generate_by_template(backend, items, requests, config.sampling, progress.advance)
             rows = [
                 row
-                for p, prompt, comps in zip(problems, prompts, outputs)
-                for row in sample_rows(p, prompt, comps, plan.template, backend, config, mode)
+                for (t, p), prompt, comps in zip(items, prompts, outputs)
+                for row in sample_rows(p, prompt, comps, t, backend, config, mode)
             ]
             tokens = sum(r["completion_tokens"] or 0 for r in rows)
             errors = sum(r["error"] is not None for r in rows)

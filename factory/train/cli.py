@@ -19,6 +19,7 @@ import typer
 import yaml
 
 from factory.errors import FactoryError
+from factory.train.config import coerce_settings
 
 
 def read_recipe(path: Path, section: str) -> dict[str, Any]:
@@ -56,11 +57,7 @@ def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[An
         ))
 
     def command(config: Path | None = None, **values: Any) -> None:
-        settings = read_recipe(config, name) if config else {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(settings) - known
-        if unknown:
-            raise FactoryError(f"{config}: unknown setting(s) {', '.join(sorted(unknown))}; see `factory train {name} --help`")
+        settings = coerce_settings(cls, read_recipe(config, name), f"{config} (see `factory train {name} --help`)") if config else {}
         settings.update({k: v for k, v in values.items() if v is not None})
         try:
             cfg = cls(**settings)

@@ -6,7 +6,9 @@ stay cheap: the runners (and torch) load only when a training command runs.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from factory.errors import FactoryError
@@ -14,6 +16,32 @@ from factory.errors import FactoryError
 
 def _help(default: Any, text: str) -> Any:
     return field(default=default, metadata={"help": text})
+
+
+def coerce_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """Settings read from YAML, checked and converted to the field types (YAML reads 1e-5 as a string)."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(settings) - known
+    if unknown:
+        raise FactoryError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in settings.items():
+        kind = hints[key]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            if value is None:
+                out[key] = None
+                continue
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        try:
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError("use true or false")
+            if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                raise ValueError("not a whole number")
+            out[key] = kind(value) if kind in (int, float, str) else value
+        except (TypeError, ValueError) as e:
+            raise FactoryError(f"{where}: {key}={value!r} is not a valid {kind.__name__} ({e})") from None
+    return out
 
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
