@@ -129,15 +129,8 @@ def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str,
     return kept, rejected
 
 
-def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
-    """Worker: run the chain's per-sample steps over one generated shard and write its outputs."""
-    run = Path(run_dir)
-    chain = load_chain(chain_path)
-    source = shards.shard_path(run, "generated", index)
-    try:
-        samples = pq.read_table(source, schema=SCHEMA).to_pylist()
-    except Exception as e:  # a corrupt shard is bad input, reported with its path
-        raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); regenerate it by deleting it and its .done marker") from None
+def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, list, list[dict[str, Any]]]:
+    """The chain's per-sample steps over one shard's samples: (kept, rejected, stats per step)."""
     steps_stats = []
     rejected_all: list[dict[str, Any]] = []
     for name, step in chain.per_sample:
@@ -145,10 +138,36 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
         samples, rejected = _apply(step, samples, name, stats)
         rejected_all += rejected
         steps_stats.append(stats)
+    return samples, rejected_all, steps_stats
+
+
+def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> None:
     # Rejected first: the curated marker is what says the shard is filtered.
-    shards.write_shard(shards.shard_path(run, "rejected", index), to_table(rejected_all), {})
-    shards.write_shard(shards.shard_path(run, "curated", index), to_table(samples), {"steps": steps_stats})
+    shards.write_shard(shards.shard_path(run, "rejected", index), to_table(rejected), {})
+    shards.write_shard(shards.shard_path(run, "curated", index), to_table(kept), {"steps": steps_stats})
+
+
+def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
+    """Worker: run the chain's per-sample steps over one generated shard and write its outputs."""
+    run = Path(run_dir)
+    source = shards.shard_path(run, "generated", index)
+    try:
+        samples = pq.read_table(source, schema=SCHEMA).to_pylist()
+    except Exception as e:  # a corrupt shard is bad input, reported with its path
+        raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); regenerate it by deleting it and its .done marker") from None
+    kept, rejected, steps_stats = filter_samples(samples, load_chain(chain_path))
+    write_filtered(run, index, kept, rejected, steps_stats)
     return {"index": index, "steps": steps_stats}
+
+
+def load_chain_text(text: str) -> Chain:
+    """A chain from its YAML text (a Ray worker gets the text, not the driver's file)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "chain.yaml"
+        path.write_text(text, encoding="utf-8")
+        return load_chain(str(path))
 
 
 def _check_filter_manifest(run_dir: Path, chain: Chain, redo: bool) -> None:
@@ -170,18 +189,21 @@ def _check_filter_manifest(run_dir: Path, chain: Chain, redo: bool) -> None:
 def run_chain(
     run_dir: Path, chain: Chain, workers: int | None = None, redo: bool = False,
     log: Callable[[str], None] = lambda _m: None, on_shard: Callable[[int], None] = lambda _n: None,
+    executor: str = "local", executor_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Filter every unfiltered shard, then run the global steps; return the funnel."""
     from factory.lock import run_lock
 
+    if executor not in ("local", "ray"):
+        raise FactoryError(f"unknown executor '{executor}': use local or ray")
     shards.read_manifest(run_dir)
     with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over
-        return _run_chain(run_dir, chain, workers, redo, log, on_shard)
+        return _run_chain(run_dir, chain, workers, redo, log, on_shard, executor, executor_options or {})
 
 
 def _run_chain(
     run_dir: Path, chain: Chain, workers: int | None, redo: bool, log: Callable[[str], None],
-    on_shard: Callable[[int], None],
+    on_shard: Callable[[int], None], executor: str, executor_options: dict[str, Any],
 ) -> dict[str, Any]:
     generated = shards.done_shards(run_dir, "generated")
     if not generated:
@@ -198,8 +220,14 @@ def _run_chain(
         for stage in ("curated", "rejected"):
             shutil.rmtree(run_dir / stage, ignore_errors=True)
         todo = indices
-    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'")
-    if todo:
+    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + (" on Ray" if executor == "ray" else ""))
+    if todo and executor == "ray":
+        from factory.ray_executor import filter_on_ray
+
+        for index, kept, rejected, steps_stats in filter_on_ray(run_dir, todo, chain, {"num_workers": workers, **executor_options}):
+            write_filtered(run_dir, index, kept, rejected, steps_stats)
+            on_shard(1)
+    elif todo:
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
         if workers == 1:
             for k in todo:

@@ -85,6 +85,9 @@ def generate(
     api_key_env: Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight at most.")] = 32,
     max_retries: Annotated[int, typer.Option(help="openai backend: retries of a failed request, with backoff.")] = 4,
+    executor: Annotated[str, typer.Option(help="local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")] = "local",
+    replicas: Annotated[int, typer.Option(help="ray: vLLM engines (actors) running shards in parallel.")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Sample n completions per problem into Parquet shards; rerun the same command to resume."""
     from factory.generate.runner import GenerateConfig, run_generation
@@ -114,6 +117,8 @@ def generate(
             "concurrency": concurrency,
             "max_retries": max_retries,
         },
+        executor=executor,
+        executor_options={"replicas": replicas, **({"address": ray_address} if ray_address else {})},
     )
     run_dir = resolve_run(run)
     result = run_generation(config, run_dir, progress=RateProgress("generate", err), log=lambda m: err.print(m))
@@ -164,6 +169,8 @@ def filter_(
     workers: Annotated[int | None, typer.Option(help="Worker processes for per-sample steps (default: all cores).")] = None,
     redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
     chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files (searched first).")] = None,
+    executor: Annotated[str, typer.Option(help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
     from rich.progress import Progress
@@ -177,6 +184,7 @@ def filter_(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("filter", total=len(done_shards(run_dir, "generated")))
         funnel = run_chain(run_dir, loaded, workers=workers, redo=redo, log=lambda m: err.print(m),
+                           executor=executor, executor_options={"address": ray_address} if ray_address else {},
                            on_shard=lambda k: progress.advance(task, k))
     print_funnel(funnel, console)
 
@@ -293,6 +301,7 @@ def run_(
     dry_run: Annotated[bool, typer.Option(help="Print the plan (stages, counts, what is done) and stop.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary for job systems.")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe setting: KEY.PATH=VALUE (YAML value), e.g. generate.model=data/tiny-model; STAGE=null drops a stage.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray (overrides the recipe's `executor`); Ray options go in the recipe's `ray:` mapping.")] = None,
 ) -> None:
     """Run every stage of a recipe into one run folder; safe to repeat from a scheduler.
 
@@ -304,7 +313,7 @@ def run_(
     from factory.recipe import load_recipe, plan, run_recipe
     from factory.shards import resolve_run
 
-    loaded = load_recipe(recipe, set_)
+    loaded = load_recipe(recipe, [*(set_ or []), *([f"executor={executor}"] if executor else [])])
     if dry_run:
         steps = plan(loaded, resolve_run(str(loaded["run"])))
         console.print_json(json.dumps(steps)) if json_out else [console.print(s) for s in steps]

@@ -61,9 +61,17 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
         apply_overrides(recipe, overrides or [], path)
     if not isinstance(recipe, dict) or not recipe.get("run"):
         raise FactoryError(f"{path}: a recipe needs `run: NAME` and stages among {', '.join(STAGES)}")
-    unknown = set(recipe) - {"run", "name", "description", *STAGES}
+    unknown = set(recipe) - {"run", "name", "description", "executor", "ray", *STAGES}
     if unknown:
         raise FactoryError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    if recipe.get("executor", "local") not in ("local", "ray"):
+        raise FactoryError(f"{path}: executor '{recipe['executor']}' is not local or ray")
+    if recipe.get("ray") is not None:
+        from factory.ray_executor import check_options
+
+        if not isinstance(recipe["ray"], dict):
+            raise FactoryError(f"{path}: `ray` must be a mapping of options (address, replicas, num_gpus, num_cpus, num_workers)")
+        check_options(recipe["ray"])
     for stage in STAGES:
         if stage in recipe and not isinstance(recipe[stage], dict):
             raise FactoryError(f"{path}: `{stage}` must be a mapping of settings, not {recipe[stage]!r}")
@@ -134,6 +142,7 @@ def generate_config(recipe: dict[str, Any]) -> Any:
         g["template"] = ",".join(g["template"])
     sampling = Sampling(**{f.name: g.pop(f.name) for f in fields(Sampling) if f.name in g})
     return GenerateConfig(
+        executor=recipe.get("executor", "local"), executor_options=dict(recipe.get("ray") or {}),
         problems=g.pop("problems", "builtin:arithmetic"), model=str(g.pop("model", "")), sampling=sampling,
         mapping=g.pop("map", {}), backend_options={k: g.pop(k) for k in ("base_url", "concurrency") if k in g}
         | ({"engine_args": g.pop("engine_args")} if "engine_args" in g else {}),
@@ -219,7 +228,8 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
 
             filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
                 shards.done_shards(run_dir, "generated"))
-            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both)
+            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, executor=recipe.get("executor", "local"),
+                               executor_options=dict(recipe.get("ray") or {}))
             summary["stages"].append({"stage": "filter", "kept": funnel["kept"], "rejected": funnel["rejected"],
                                       "already_done": filtered})
         for kind in ("sft", "grpo"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from factory.textnorm import text_hash
 
 PROMPT_MODES = ("auto", "chat", "base")
 SEED_MODES = ("request", "engine")
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -41,12 +42,18 @@ class GenerateConfig:
     seed_mode: str = "request"  # "engine": only the engine is seeded (texts may differ on resume)
     shard_size: int = 2048
     templates_dirs: list[str] = field(default_factory=list)
-    # How to reach the model; these do not change what is generated, so are not fingerprinted.
+    # How to reach the model and where to run; these do not change what is generated, so are not fingerprinted.
     backend_options: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"  # or "ray": shards go to vLLM replicas on a Ray cluster
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise FactoryError(f"unknown backend '{self.backend}': the backends are {', '.join(BACKENDS)}")
+        if self.executor not in EXECUTORS:
+            raise FactoryError(f"unknown executor '{self.executor}': use {', '.join(EXECUTORS)}")
+        if self.executor == "ray" and self.backend != "vllm":
+            raise FactoryError("--executor ray runs vLLM replicas; with --backend openai the server already scales out")
         if self.prompt_mode not in PROMPT_MODES:
             raise FactoryError(f"unknown prompt mode '{self.prompt_mode}': use {', '.join(PROMPT_MODES)}")
         if self.seed_mode not in SEED_MODES:
@@ -100,7 +107,8 @@ def plan_run(config: GenerateConfig) -> Plan:
 
 def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[str, Any]:
     d = asdict(config)
-    d.pop("backend_options")
+    for key in ("backend_options", "executor", "executor_options"):
+        d.pop(key)
     d.pop("templates_dirs")
     d["prompt_mode"] = mode
     digests = [t.digest for t in plan.templates]
@@ -184,20 +192,57 @@ def sample_rows(
     return rows
 
 
-def generate_by_template(
-    backend: Backend, items: list[tuple[Template, Problem]], requests: list[Request], sampling: Sampling,
-    progress: Any,
-) -> list[list[Completion]]:
+@dataclass
+class ShardJob:
+    """What one shard's backend calls need; plain data, so a Ray replica can run it elsewhere."""
+
+    index: int
+    size: int
+    # Per template in the shard: the item positions, their requests, the template's stop strings.
+    groups: list[tuple[list[int], list[Request], list[str]]]
+
+
+@dataclass
+class BackendInfo:
+    name: str
+    model: str
+    chat_prefill: bool
+
+
+@dataclass
+class ShardOutput:
+    index: int
+    prompts: list[str]
+    outputs: list[list[Completion]]
+    seconds: float
+    backend: BackendInfo
+
+
+def shard_job(plan: Plan, index: int, mode: str, config: GenerateConfig) -> ShardJob:
+    items = plan.shard_items(index)
+    groups: dict[str, tuple[list[int], list[Request], list[str]]] = {}
+    for i, (t, p) in enumerate(items):
+        where, requests, _ = groups.setdefault(t.name, ([], [], t.stop))
+        where.append(i)
+        requests.append(make_request(t, p, mode, config))
+    return ShardJob(index, len(items), list(groups.values()))
+
+
+def run_shard_job(backend: Backend, job: ShardJob, sampling: Sampling, progress: Any) -> ShardOutput:
     """One backend call per template in the shard (each has its own stop strings), in item order."""
-    outputs: list[list[Completion]] = [[] for _ in items]
-    groups: dict[str, list[int]] = {}
-    for i, (t, _) in enumerate(items):
-        groups.setdefault(t.name, []).append(i)
-    for where in groups.values():
-        stop = items[where[0]][0].stop
-        for i, comps in zip(where, backend.generate([requests[i] for i in where], sampling, stop, progress)):
-            outputs[i] = comps
-    return outputs
+    t0 = time.perf_counter()
+    prompts: list[str] = [""] * job.size
+    outputs: list[list[Completion]] = [[] for _ in range(job.size)]
+    for where, requests, stop in job.groups:
+        for i, request, comps in zip(where, requests, backend.generate(requests, sampling, stop, progress)):
+            prompts[i], outputs[i] = backend.prompt_text(request), comps
+    info = BackendInfo(backend.name, backend.model, backend.chat_prefill)
+    return ShardOutput(job.index, prompts, outputs, time.perf_counter() - t0, info)
+
+
+def _generate_locally(jobs: list[ShardJob], backend: Backend, sampling: Sampling, progress: Any) -> Iterator[ShardOutput]:
+    for job in jobs:
+        yield run_shard_job(backend, job, sampling, progress)
 
 
 @dataclass
@@ -252,36 +297,43 @@ def _generate(
     if not todo:
         log(f"all {plan.num_shards} shards of {run_dir} are already done; nothing to do")
         return result
-    owned = backend is None
-    if backend is None:
+    owned = backend is None and config.executor == "local"
+    if owned:  # started before any log line, so a bad model is the only thing the user sees
         backend = open_backend(config.backend, config.model, {"seed": config.sampling.seed, **config.backend_options})
-    # Written only once the backend is up, so a failed start does not tie the run name to bad settings.
-    shards.write_manifest(run_dir, fingerprint_config, fingerprint)
     per_problem = f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1 else str(config.sampling.n)
-    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)")
+    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)"
+        + (" on Ray" if config.executor == "ray" else ""))
     progress = progress or _NullProgress()
     n = config.sampling.n
     already = sum(len(plan.shard_items(k)) * n for k in range(plan.num_shards) if k not in todo)
     progress.start(len(plan.items) * n, already)
     started = time.perf_counter()
+    jobs = [shard_job(plan, k, mode, config) for k in todo]
     try:
-        for k in todo:
-            t0 = time.perf_counter()
-            items = plan.shard_items(k)
-            requests = [make_request(t, p, mode, config) for t, p in items]
-            prompts = [backend.prompt_text(r) for r in requests]
-            outputs = generate_by_template(backend, items, requests, config.sampling, progress.advance)
+        if config.executor == "ray":
+            from factory.ray_executor import generate_on_ray
+
+            done = generate_on_ray(config, jobs, progress.advance)
+        else:
+            done = _generate_locally(jobs, backend, config.sampling, progress.advance)
+        manifest_written = False
+        for out in done:
+            if not manifest_written:
+                # Written only once a model answered, so a failed start does not tie the run name to bad settings.
+                shards.write_manifest(run_dir, fingerprint_config, fingerprint)
+                manifest_written = True
+            items = plan.shard_items(out.index)
             rows = [
                 row
-                for (t, p), prompt, comps in zip(items, prompts, outputs)
-                for row in sample_rows(p, prompt, comps, t, backend, config, mode)
+                for (t, p), prompt, comps in zip(items, out.prompts, out.outputs)
+                for row in sample_rows(p, prompt, comps, t, out.backend, config, mode)
             ]
             tokens = sum(r["completion_tokens"] or 0 for r in rows)
             errors = sum(r["error"] is not None for r in rows)
             shards.write_shard(
-                shards.shard_path(run_dir, "generated", k),
+                shards.shard_path(run_dir, "generated", out.index),
                 to_table(rows),
-                {"seconds": round(time.perf_counter() - t0, 3), "completion_tokens": tokens, "errors": errors},
+                {"seconds": round(out.seconds, 3), "completion_tokens": tokens, "errors": errors},
             )
             result.shards_written += 1
             result.samples += len(rows)

@@ -1,0 +1,92 @@
+"""`--executor ray`: generation on vLLM replicas and the per-sample filter stage as Ray Data jobs,
+on a local Ray cluster of 2 CPUs, give the same shards as the local executor."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from factory.chain import load_chain, run_chain
+from factory.generate.runner import GenerateConfig, run_generation
+from factory.sample import Sampling
+from factory.shards import done_shards, read_table
+from tests.helpers import REPO, run_factory
+
+pytestmark = pytest.mark.slow
+
+MODEL = str(REPO / "data" / "tiny-model")
+PROBLEMS = "builtin:arithmetic?n=24&seed=21"
+GENERATE = ["--model", MODEL, "--problems", PROBLEMS, "--template", "arithmetic_r1", "--n", "3", "--temperature", "1.0",
+            "--max-tokens", "96", "--shard-size", "18", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("local-runs")
+    for args in (["generate", "local", *GENERATE], ["filter", "local", "--chain", "cold_start"]):
+        result = run_factory(args, runs, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    return runs / "local"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is part of the dev install: make install")
+    # The replicas inherit this environment: a small KV cache, as the local run's engine had.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _sorted(table: pa.Table) -> list[dict]:
+    return sorted(table.to_pylist(), key=lambda r: r["id"])
+
+
+def test_ray_generation_and_filter_match_the_local_executor(local_run: Path, ray_cluster, tmp_path: Path):
+    run = tmp_path / "ray"
+    config = GenerateConfig(
+        problems=PROBLEMS, model=MODEL, template="arithmetic_r1", shard_size=18,
+        sampling=Sampling(n=3, temperature=1.0, max_tokens=96, seed=5),
+        executor="ray", executor_options={"replicas": 2},
+    )
+    result = run_generation(config, run)
+    assert result.shards_written == result.shards_total == 4 and result.samples == 72
+
+    # Same fingerprint: the executor is how, not what, so either executor may resume the run.
+    fingerprint = json.loads((run / "manifest.json").read_text())["fingerprint"]
+    assert fingerprint == json.loads((local_run / "manifest.json").read_text())["fingerprint"]
+
+    generated, expected = read_table(run, "generated"), read_table(local_run, "generated")
+    assert generated.num_rows == expected.num_rows == 72
+    assert _sorted(generated) == _sorted(expected)  # every column, texts included
+
+    funnel = run_chain(run, load_chain("cold_start"), executor="ray")
+    local_funnel = json.loads((local_run / "funnel.json").read_text())
+    assert funnel == local_funnel and 0 < funnel["kept"] < 72
+    for stage in ("curated", "rejected"):
+        assert _sorted(read_table(run, stage)) == _sorted(read_table(local_run, stage))
+    assert len(done_shards(run, "curated")) == 4
+
+
+def test_ray_generation_resumes_a_run_the_local_executor_started(local_run: Path, ray_cluster, tmp_path: Path):
+    import shutil
+
+    run = tmp_path / "half"
+    shutil.copytree(local_run, run)
+    for stage in ("curated", "rejected"):
+        shutil.rmtree(run / stage)
+    (run / "funnel.json").unlink()
+    for k in (1, 3):  # two shards lost, as after a crash
+        for suffix in (".parquet", ".done"):
+            (run / "generated" / f"shard-{k:05d}{suffix}").unlink()
+    result = run_factory(["generate", str(run), *GENERATE, "--executor", "ray", "--replicas", "2",
+                          "--ray-address", ray_cluster.get_runtime_context().gcs_address], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 of 4 shards to generate" in result.stderr and "on Ray" in result.stderr
+    assert _sorted(read_table(run, "generated")) == _sorted(read_table(local_run, "generated"))
