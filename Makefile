@@ -44,6 +44,7 @@ demo: install
 		--template arithmetic_r1 --n 8 --temperature 1.0 --max-tokens 128
 	$(VENV)/bin/factory show demo -n 2
 	$(VENV)/bin/factory filter demo --chain cold_start
+	$(VENV)/bin/factory report demo
 	$(VENV)/bin/factory train sft --data demo --model data/tiny-model --out data/runs/demo/sft \
 		--batch-size 16 --lr 5e-5 --warmup-steps 3 --epochs 2 --max-len 256 --log-every 10
 	@echo "== accuracy after SFT on the curated samples"
