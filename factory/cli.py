@@ -357,7 +357,9 @@ def eval_(
     result = evaluate(model, problems, n=n, k=k, template=template, temperature=temperature, max_tokens=max_tokens,
                       seed=seed, limit=limit, backend_options={"engine_args": _parse_engine_args(engine_arg)},
                       log=lambda m: err.print(m))
-    console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()))
+    # One line, never wrapped: scripts read it.
+    console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()),
+                  soft_wrap=True, highlight=False, markup=False)
 
 
 def main() -> None:

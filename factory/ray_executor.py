@@ -77,7 +77,7 @@ def generate_on_ray(config: Any, jobs: list[Any], progress: Callable[[int, int],
     ray = connect(options)
     replicas = max(1, min(int(options.get("replicas", 1)), len(jobs)))
     engine_args = dict(config.backend_options.get("engine_args") or {})
-    num_gpus = float(options.get("num_gpus", engine_args.get("tensor_parallel_size", 0) if _has_gpus(ray) else 0))
+    num_gpus = float(options.get("num_gpus", engine_args.get("tensor_parallel_size", 1) if _has_gpus(ray) else 0))
     constructor = {"backend": config.backend, "model": config.model, "sampling": config.sampling,
                    "options": {"seed": config.sampling.seed, **config.backend_options}}
     items = [{"job": pickle.dumps(job)} for job in jobs]

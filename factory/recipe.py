@@ -230,8 +230,11 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
                 shards.done_shards(run_dir, "generated"))
             funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, executor=recipe.get("executor", "local"),
                                executor_options=dict(recipe.get("ray") or {}))
+            from factory.report import write_report
+
+            report = write_report(run_dir)  # cheap (DuckDB aggregates), so always current
             summary["stages"].append({"stage": "filter", "kept": funnel["kept"], "rejected": funnel["rejected"],
-                                      "already_done": filtered})
+                                      "report": str(report), "already_done": filtered})
         for kind in ("sft", "grpo"):
             if kind not in (recipe.get("train") or {}):
                 continue

@@ -90,3 +90,20 @@ def test_ray_generation_resumes_a_run_the_local_executor_started(local_run: Path
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 of 4 shards to generate" in result.stderr and "on Ray" in result.stderr
     assert _sorted(read_table(run, "generated")) == _sorted(read_table(local_run, "generated"))
+
+
+def test_recipe_with_executor_ray_filters_like_the_local_executor(ray_cluster, tmp_path: Path, runs_dir: Path, cli):
+    from tests.test_chain import make_run
+
+    for name in ("local", "on-ray"):
+        make_run(runs_dir / name, problems=60, per_shard=6)  # 10 shards of right, wrong, cut-off, mixed samples
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("run: on-ray\nexecutor: ray\nray: {num_cpus: 1}\nfilter: {chain: cold_start}\n")
+    result = cli("run", str(recipe), "--json")
+    assert result.exit_code == 0, result.output
+    assert "10 of 10 shards to filter with chain 'cold_start' on Ray" in result.output
+    local = cli("filter", "local", "--chain", "cold_start")
+    assert local.exit_code == 0, local.output
+    for stage in ("curated", "rejected"):
+        assert _sorted(read_table(runs_dir / "on-ray", stage)) == _sorted(read_table(runs_dir / "local", stage))
+    assert (runs_dir / "on-ray" / "funnel.json").read_text() == (runs_dir / "local" / "funnel.json").read_text()

@@ -19,6 +19,7 @@ def test_filter_and_export_recipe_runs_then_does_nothing(tmp_path: Path, runs_di
     summary = json.loads(first.output.strip().splitlines()[-1])
     assert summary["errors"] == 0 and [s["stage"] for s in summary["stages"]] == ["filter", "export"]
     assert (tmp_path / "ds" / "README.md").exists() and list((runs_dir / "r" / "logs").glob("run-*.log"))
+    assert summary["stages"][0]["report"] == str(runs_dir / "r" / "report.html") and "<svg" in (runs_dir / "r" / "report.html").read_text()
     before = {p: p.stat().st_mtime_ns for p in (runs_dir / "r" / "curated").glob("*.parquet")}
     again = cli("run", str(recipe), "--json")
     assert again.exit_code == 0
