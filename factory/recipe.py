@@ -161,12 +161,13 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
         done = sum(shards.is_done(shards.shard_path(run_dir, "generated", k)) for k in range(p.num_shards))
         steps.append({"stage": "generate", "problems": len(p.problems), "templates": [t.name for t in p.templates],
                       "samples": len(p.items) * config.sampling.n,
-                      "shards": p.num_shards, "shards_done": done})
+                      "shards": p.num_shards, "shards_done": done, "executor": config.executor})
     if "filter" in recipe:
         gen = len(shards.done_shards(run_dir, "generated"))
         cur = len(shards.done_shards(run_dir, "curated"))
         steps.append({"stage": "filter", "chain": (recipe["filter"] or {}).get("chain", "cold_start"),
-                      "shards_done": cur, "shards": gen, "funnel": (run_dir / "funnel.json").exists()})
+                      "shards_done": cur, "shards": gen, "funnel": (run_dir / "funnel.json").exists(),
+                      "executor": recipe.get("executor", "local")})
     for kind in ("sft", "grpo"):
         if kind in (recipe.get("train") or {}):
             out = Path((recipe["train"][kind] or {}).get("out", run_dir / kind))
