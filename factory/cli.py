@@ -316,16 +316,24 @@ def run_(
     loaded = load_recipe(recipe, [*(set_ or []), *([f"executor={executor}"] if executor else [])])
     if dry_run:
         steps = plan(loaded, resolve_run(str(loaded["run"])))
-        console.print_json(json.dumps(steps)) if json_out else [console.print(s) for s in steps]
+        console.print_json(json.dumps(steps)) if json_out else _print_stages("plan", steps)
         return
     summary = run_recipe(loaded, log=lambda m: err.print(m))
     if json_out:
         print(json.dumps(summary, default=str))
     else:
-        for stage in summary["stages"]:
-            console.print(stage)
+        _print_stages(str(summary["run"]), summary["stages"])
     if summary["errors"]:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_stages(title: str, stages: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table("stage", "details", title=title, title_justify="left")
+    for s in stages:
+        table.add_row(s["stage"], "  ".join(f"{k} {v}" for k, v in s.items() if k != "stage"))
+    console.print(table)
 
 
 def _add_train_commands() -> None:
