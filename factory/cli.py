@@ -302,6 +302,7 @@ def run_(
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary for job systems.")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe setting: KEY.PATH=VALUE (YAML value), e.g. generate.model=data/tiny-model; STAGE=null drops a stage.")] = None,
     executor: Annotated[str | None, typer.Option(help="local or ray (overrides the recipe's `executor`); Ray options go in the recipe's `ray:` mapping.")] = None,
+    redo: Annotated[bool, typer.Option(help="Filter again from the generated shards (after the recipe's chain changed).")] = False,
 ) -> None:
     """Run every stage of a recipe into one run folder; safe to repeat from a scheduler.
 
@@ -318,7 +319,7 @@ def run_(
         steps = plan(loaded, resolve_run(str(loaded["run"])))
         console.print_json(json.dumps(steps)) if json_out else _print_stages("plan", steps)
         return
-    summary = run_recipe(loaded, log=lambda m: err.print(m))
+    summary = run_recipe(loaded, log=lambda m: err.print(m), redo_filter=redo)
     if json_out:
         print(json.dumps(summary, default=str))
     else:

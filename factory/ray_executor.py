@@ -13,6 +13,7 @@ or `auto` on a node of the cluster), and otherwise starts a local one.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -27,6 +28,13 @@ def check_options(options: dict[str, Any]) -> None:
     unknown = set(options) - set(RAY_OPTIONS)
     if unknown:
         raise FactoryError(f"unknown Ray option(s) {', '.join(sorted(unknown))}; the options are {', '.join(RAY_OPTIONS)}")
+    if options.get("address") is not None and not isinstance(options["address"], str):
+        raise FactoryError(f"Ray option address={options['address']!r} must be text, e.g. ray://head:10001 or auto")
+    for key in ("replicas", "num_gpus", "num_cpus", "num_workers"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                  or (key in ("replicas", "num_workers") and (value < 1 or value != int(value)))):
+            raise FactoryError(f"Ray option {key}={value!r} must be a {'whole number >= 1' if key in ('replicas', 'num_workers') else 'number >= 0'}")
 
 
 def connect(options: dict[str, Any]) -> Any:
@@ -41,17 +49,42 @@ def connect(options: dict[str, Any]) -> Any:
         address = options.get("address") or os.environ.get("RAY_ADDRESS")
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True)
+    # Ray Data logs a worker's stack trace on the console; the error line we raise says it all.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.raise_original_map_exception = True  # a worker's FactoryError, not Ray's wrapper
     return ray
 
 
 def _stream(ray: Any, items: list[dict[str, Any]], fn: Any, **map_args: Any) -> Iterator[Any]:
-    """One Ray Data block per item, mapped one item per call; results as they finish."""
+    """One Ray Data block per item, mapped one item per call; results as they finish.
+
+    A worker's error reaches the user as the one line it would print locally. Workers are not
+    retried (Ray Data's default retries forever, and a scheduled job would hang): finished
+    shards are written as they arrive, so a rerun resumes from them."""
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    for row in dataset.map_batches(fn, batch_size=1, **map_args).iter_rows():
-        yield pickle.loads(row["result"])
+    try:
+        for row in dataset.map_batches(fn, batch_size=1, **map_args).iter_rows():
+            yield pickle.loads(row["result"])
+    except Exception as e:  # noqa: BLE001 (Ray wraps worker errors; unwrap to what failed)
+        raise _unwrap(e) from None
+
+
+def _unwrap(error: BaseException) -> FactoryError:
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen) is FactoryError:
+            return seen
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    # An actor that died in its constructor carries only the text of what it raised.
+    text = str(error)
+    mark = "factory.errors.FactoryError: "
+    if mark in text:
+        return FactoryError(text.split(mark)[-1].strip().splitlines()[0])
+    last = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
+    return FactoryError(f"a Ray worker failed: {last} (the workers' logs are in the Ray session's logs folder)")
 
 
 class _GenerationReplica:
@@ -83,7 +116,8 @@ def generate_on_ray(config: Any, jobs: list[Any], progress: Callable[[int, int],
     items = [{"job": pickle.dumps(job)} for job in jobs]
     for out in _stream(ray, items, _GenerationReplica, fn_constructor_kwargs=constructor,
                        compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=num_gpus or None,
-                       num_cpus=float(options.get("num_cpus", 1))):
+                       num_cpus=float(options.get("num_cpus", 1)),
+                       ray_remote_args_fn=lambda: {"max_restarts": 0, "max_task_retries": 0}):
         progress(sum(len(c) for c in out.outputs), sum(x.completion_tokens or 0 for c in out.outputs for x in c))
         yield out
 
@@ -120,4 +154,4 @@ def filter_on_ray(run_dir: Any, indices: list[int], chain: Any, options: dict[st
         items = [{"index": k, "shard": shards.shard_path(run_dir, "generated", k).read_bytes(), "chain": chain_text}
                  for k in indices[start : start + window]]
         yield from _stream(ray, items, _filter_task, num_cpus=float(options.get("num_cpus", 1)),
-                           concurrency=options.get("num_workers"))
+                           concurrency=options.get("num_workers"), ray_remote_args_fn=lambda: {"max_retries": 0})

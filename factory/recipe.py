@@ -34,7 +34,10 @@ FILTER_KEYS = {"chain", "decontaminate", "dedup"}
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -> None:
-    """`a.b=VALUE` sets recipe[a][b] (VALUE read as YAML); `a=null` removes stage a."""
+    """`a.b=VALUE` sets recipe[a][b] (VALUE read as YAML); `STAGE=null` removes a stage."""
+    for stage in STAGES:  # `filter:` with nothing under it is a stage with default settings
+        if stage in recipe and recipe[stage] is None:
+            recipe[stage] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -43,11 +46,36 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -
         node = recipe
         for part in parents:
             node = node.setdefault(part, {}) if isinstance(node, dict) else None
+            if node is None and part in STAGES:
+                node = recipe[part] = {}
             if not isinstance(node, dict):
                 raise FactoryError(f"bad --set '{item}': {where} has no mapping at '{part}'")
         node[leaf] = yaml.safe_load(value)
-    for stage in [k for k, v in recipe.items() if v is None and k in STAGES]:
-        del recipe[stage]
+        if not parents and leaf in STAGES and node[leaf] is None:
+            del node[leaf]
+
+
+def _check_generate(g: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The generate settings, type-checked like the CLI's flags (YAML reads 1e-5 as a string)."""
+    from factory.generate.runner import GenerateConfig
+    from factory.sample import Sampling
+    from factory.train.config import coerce_settings
+
+    bad = set(g) - GENERATE_KEYS
+    if bad:
+        raise FactoryError(f"{path}: unknown generate setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(GENERATE_KEYS))}")
+    g = dict(g)
+    template = g.pop("template", None)
+    if template is not None and not (isinstance(template, str) or (isinstance(template, list) and all(isinstance(t, str) for t in template))):
+        raise FactoryError(f"{path}: generate.template must be a template name or a list of names, not {template!r}")
+    for key in ("map", "engine_args"):
+        if key in g and not isinstance(g[key] or {}, dict):
+            raise FactoryError(f"{path}: generate.{key} must be a mapping, not {g[key]!r}")
+    sampling_keys = {f.name for f in fields(Sampling)}
+    sampling = coerce_settings(Sampling, {k: g.pop(k) for k in list(g) if k in sampling_keys}, f"{path}: generate")
+    other = {k: g.pop(k) for k in list(g) if k in {f.name for f in fields(GenerateConfig)}}
+    checked = {**coerce_settings(GenerateConfig, other, f"{path}: generate"), **sampling, **g}
+    return checked | ({"template": template} if template is not None else {})
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -64,6 +92,8 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     unknown = set(recipe) - {"run", "name", "description", "executor", "ray", *STAGES}
     if unknown:
         raise FactoryError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
+    if not any(stage in recipe for stage in STAGES):
+        raise FactoryError(f"{path}: the recipe names no stage; add one of {', '.join(STAGES)}")
     if recipe.get("executor", "local") not in ("local", "ray"):
         raise FactoryError(f"{path}: executor '{recipe['executor']}' is not local or ray")
     if recipe.get("ray") is not None:
@@ -78,22 +108,27 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     for kind in ("sft", "grpo"):
         if (recipe.get("train") or {}).get(kind) is not None and not isinstance(recipe["train"][kind], dict):
             raise FactoryError(f"{path}: `train.{kind}` must be a mapping of settings, not {recipe['train'][kind]!r}")
-    bad = set(recipe.get("generate") or {}) - GENERATE_KEYS
-    if bad:
-        raise FactoryError(f"{path}: unknown generate setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(GENERATE_KEYS))}")
+    if "generate" in recipe:
+        recipe["generate"] = _check_generate(recipe["generate"], path)
     from factory.train.config import GRPOConfig, SFTConfig, coerce_settings
 
     train = recipe.get("train") or {}
-    if not isinstance(train, dict) or set(train) - {"sft", "grpo"}:
+    if set(train) - {"sft", "grpo"}:
         raise FactoryError(f"{path}: `train` holds `sft` and/or `grpo` settings")
     for kind, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
-        if train.get(kind):
-            train[kind] = coerce_settings(cls, train[kind], f"{path}: train.{kind} (see `factory train {kind} --help`)")
-    if "export" in recipe and not (recipe["export"] or {}).get("to"):
+        if kind in train:
+            train[kind] = coerce_settings(cls, train[kind] or {}, f"{path}: train.{kind} (see `factory train {kind} --help`)")
+    if "export" in recipe and not isinstance(recipe["export"].get("to"), str):
         raise FactoryError(f"{path}: `export` needs `to: FOLDER`")
-    bad = set(recipe.get("filter") or {}) - FILTER_KEYS
+    settings = recipe.get("filter") or {}
+    bad = set(settings) - FILTER_KEYS
     if bad:
         raise FactoryError(f"{path}: unknown filter setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(FILTER_KEYS))}")
+    decontaminate = settings.get("decontaminate")
+    if decontaminate is not None and not isinstance(decontaminate, (str, list)):
+        raise FactoryError(f"{path}: filter.decontaminate is a benchmark file or a list of them, not {decontaminate!r}")
+    if not isinstance(settings.get("dedup", {}), (bool, dict)):
+        raise FactoryError(f"{path}: filter.dedup is false or a mapping of dedup settings, not {settings['dedup']!r}")
     return recipe
 
 
@@ -171,21 +206,38 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     for kind in ("sft", "grpo"):
         if kind in (recipe.get("train") or {}):
             out = Path((recipe["train"][kind] or {}).get("out", run_dir / kind))
-            steps.append({"stage": f"train {kind}", "out": str(out), "done": (run_dir / "logs" / f"train-{kind}.done").exists()})
+            steps.append({"stage": f"train {kind}", "out": str(out), "done": (run_dir / "logs" / f"train-{kind}.done").exists() and (out / "config.json").exists()})
     if "export" in recipe:
         steps.append({"stage": "export", "to": str(recipe["export"].get("to")), "done": (run_dir / "logs" / "export.done").exists()})
     return steps
 
 
+def _inputs_identity(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a stage reads besides its settings: a retrained model or an edited data file is new work."""
+    from factory.sample import model_digest
+
+    out: dict[str, Any] = {}
+    for key in ("model", "data", "secondary_data"):
+        value = settings.get(key)
+        if isinstance(value, str) and Path(value).is_file():
+            stat = Path(value).stat()
+            out[key] = (stat.st_size, stat.st_mtime_ns)
+        elif isinstance(value, str):
+            out[key] = model_digest(value)
+    return out
+
+
 def _once(
-    run_dir: Path, stage: str, settings: dict[str, Any], log: Callable[[str], None], work: Callable[[], dict[str, Any]],
+    run_dir: Path, stage: str, settings: dict[str, Any], output: Path, log: Callable[[str], None],
+    work: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Run a stage unless it already ran with these settings on this curated data (its marker says)."""
+    """Run a stage unless it already made `output` from these settings, inputs and curated data."""
     funnel = run_dir / "funnel.json"
-    key = stable_hash({"settings": settings, "funnel": funnel.read_text() if funnel.exists() else None})
+    key = stable_hash({"settings": settings, "inputs": _inputs_identity(settings),
+                       "funnel": funnel.read_text() if funnel.exists() else None})
     marker = run_dir / "logs" / f"{stage.replace(' ', '-')}.done"
-    if marker.exists() and json.loads(marker.read_text()).get("key") == key:
-        log(f"{stage}: already done with these settings; nothing to do")
+    if output.exists() and marker.exists() and json.loads(marker.read_text()).get("key") == key:
+        log(f"{stage}: already done with these settings and inputs; nothing to do")
         return {"stage": stage, "already_done": True}
     result = {k: v for k, v in work().items() if k in ("steps", "out", "resumed_from", "examples", "rows", "files", "path")}
     shards.atomic_write_json(marker, {"key": key, **result})
@@ -204,7 +256,7 @@ def _train(kind: str, settings: dict[str, Any], log: Callable[[str], None]) -> d
     return run_grpo(GRPOConfig(**settings), log=log)
 
 
-def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: bool = False) -> dict[str, Any]:
     from factory.lock import run_lock
 
     run_dir = shards.resolve_run(str(recipe["run"]))
@@ -229,7 +281,7 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
 
             filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
                 shards.done_shards(run_dir, "generated"))
-            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, executor=recipe.get("executor", "local"),
+            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, redo=redo_filter, executor=recipe.get("executor", "local"),
                                executor_options=dict(recipe.get("ray") or {}))
             from factory.report import write_report
 
@@ -243,12 +295,13 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None]) -> dict[str, 
             settings.setdefault("out", str(run_dir / kind))
             if kind == "sft":
                 settings.setdefault("data", str(run_dir))
-            summary["stages"].append(_once(run_dir, f"train {kind}", settings, both, lambda: _train(kind, settings, both)))
+            output = Path(settings["out"]) / "config.json"  # written with the final model only
+            summary["stages"].append(_once(run_dir, f"train {kind}", settings, output, both, lambda: _train(kind, settings, both)))
         if "export" in recipe:
             from factory.hub import export_run
 
             to = Path(str(recipe["export"]["to"]))
-            summary["stages"].append(_once(run_dir, "export", {"to": str(to)}, both, lambda: export_run(run_dir, to)))
+            summary["stages"].append(_once(run_dir, "export", {"to": str(to)}, to / "README.md", both, lambda: export_run(run_dir, to)))
         summary["errors"] = sum(s.get("errors", 0) for s in summary["stages"])
         summary["already_done"] = all(s.get("already_done") for s in summary["stages"])
         if summary["already_done"]:

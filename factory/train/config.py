@@ -36,10 +36,14 @@ def coerce_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str
         try:
             if kind is bool and not isinstance(value, bool):
                 raise ValueError("use true or false")
-            if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
-                raise ValueError("not a whole number")
+            if kind is int:
+                if isinstance(value, bool) or float(value) != int(float(value)):
+                    raise ValueError("not a whole number")
+                value = int(float(value))  # "1e3" from YAML is a string
+            if kind is str and not isinstance(value, (str, int, float)):
+                raise ValueError("not text")
             out[key] = kind(value) if kind in (int, float, str) else value
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise FactoryError(f"{where}: {key}={value!r} is not a valid {kind.__name__} ({e})") from None
     return out
 
