@@ -11,7 +11,9 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
 	@command -v bwrap >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux chromium; }
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq bubblewrap util-linux && \
+		  { $(SUDO) apt-get install -y -qq chromium || \
+		    echo "note: no 'chromium' package here (Ubuntu ships it as a snap); the report's browser test needs /usr/bin/chromium"; }; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

@@ -38,6 +38,15 @@ def _is_stale(owner: dict) -> bool:
     return started is None or abs(started - float(owner.get("started", 0))) > 1.0
 
 
+def live_owner(run_dir: Path) -> dict | None:
+    """Who holds the run's lock now, or None (no lock, or a crashed owner's stale one)."""
+    try:
+        owner = json.loads((run_dir / LOCK).read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    return owner if owner and not _is_stale(owner) else None
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     )
 
 
-def _read_hf_dataset(spec: str, local: bool) -> list[dict[str, Any]]:
+def _read_hf_dataset(spec: str, local: bool, limit: int | None = None) -> list[dict[str, Any]]:
     import datasets
 
     name, _, split = spec.partition(":") if not local else (spec, "", "")
@@ -138,6 +139,8 @@ def _read_hf_dataset(spec: str, local: bool) -> list[dict[str, Any]]:
     if isinstance(ds, datasets.DatasetDict):
         chosen = split or ("train" if "train" in ds else next(iter(ds)))
         ds = ds[chosen]
+    if limit:  # before materializing: a large split need not fit in memory for a small run
+        ds = ds.select(range(min(limit, len(ds))))
     return ds.to_list()
 
 
@@ -199,6 +202,14 @@ def _run_spec(spec: str) -> tuple[Path, str]:
     run_dir = resolve_run(name)
     if not (run_dir / "manifest.json").exists():
         raise FactoryError(f"{spec}: {run_dir} is not a run folder; run the recipe or `factory generate` that makes it first")
+    from factory.lock import live_owner
+
+    owner = live_owner(run_dir)
+    if owner and owner.get("pid") != os.getpid():  # half-written inputs would be fixed in this run's fingerprint
+        raise FactoryError(f"{spec}: {run_dir} is being written by pid {owner.get('pid')} ({owner.get('command', '')}); "
+                           "start this run after that one finishes")
+    if stage != "generated" and not (run_dir / "funnel.json").exists():
+        raise FactoryError(f"{spec}: {run_dir} is not filtered to the end (no funnel.json); finish its filter first")
     return run_dir, stage
 
 
@@ -238,7 +249,7 @@ def load_problems(spec: str, mapping: dict[str, str] | None = None, limit: int |
     elif spec.startswith("run:"):
         problems = _from_run(*_run_spec(spec))
     elif spec.startswith("hf:"):
-        problems = _from_rows(_read_hf_dataset(spec.removeprefix("hf:"), local=False), spec, mapping)
+        problems = _from_rows(_read_hf_dataset(spec.removeprefix("hf:"), local=False, limit=limit), spec, mapping)
     else:
         path = Path(spec)
         if not path.exists():

@@ -177,3 +177,20 @@ def test_cli_filter_funnel_chains(tmp_path: Path, cli):
     assert all(n in listing.output for n in ("cold_start", "distill", "grpo_prompts", "readability", "max_paragraph_chars"))
     bad = cli("filter", str(tmp_path / "nope"))
     assert bad.exit_code == 2 and "not a run folder" in bad.output
+
+
+def test_select_counts_a_refine_runs_inputs_by_the_problem_they_came_from(tmp_path: Path):
+    run = tmp_path / "refined"
+    rows = make_run(run, problems=6, per_shard=6)
+    # As a refine run: each input is an earlier sample (its own problem_id), from 6 origin problems.
+    for r in rows:
+        origin = r["problem_id"]
+        r["problem_id"] = r["id"]
+        r["metadata"] = json.dumps({"prefill": "", "context": {"origin_problem_id": origin}})
+    shards.write_shard(shards.shard_path(run, "generated", 0), to_table(rows), {})
+    chain = tmp_path / "pick.yaml"
+    chain.write_text("name: pick\nsteps:\n  - select: {max_per_problem: 1}\n")
+    funnel = run_chain(run, load_chain(str(chain)))
+    kept = all_rows(run, "curated")
+    assert funnel["kept"] == len(kept) == 6  # one per origin problem, not one per input (24)
+    assert len({json.loads(r["metadata"])["context"]["origin_problem_id"] for r in kept}) == 6

@@ -249,3 +249,31 @@ def test_corrupt_parquet(tmp_path):
     with pytest.raises(FactoryError, match="not a readable Parquet file") as e:
         load_problems(str(path))
     assert str(path) in str(e.value)
+
+
+def test_run_source_refuses_a_run_that_is_being_written_or_not_filtered(tmp_path, runs_dir):
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.test_chain import make_run
+
+    make_run(runs_dir / "src")
+    with pytest.raises(FactoryError, match="not filtered to the end"):
+        load_problems("run:src?stage=curated")
+    assert len(load_problems("run:src")) == 96  # its generated samples: one input each
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = {"pid": holder.pid, "host": socket.gethostname(),
+                 "started": psutil.Process(holder.pid).create_time(), "command": "factory generate src"}
+        (runs_dir / "src" / ".lock").write_text(json.dumps(owner))
+        with pytest.raises(FactoryError, match=f"being written by pid {holder.pid}"):
+            load_problems("run:src")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(load_problems("run:src")) == 96  # the owner is gone: its lock is stale
+    with pytest.raises(FactoryError, match="stage=S with S one of"):
+        load_problems("run:src?stage=kept")

@@ -111,11 +111,11 @@ class Select(GlobalStep):
         if self.min_pass_rate is not None or self.max_pass_rate is not None:
             lo, hi = self.min_pass_rate or 0.0, 1.0 if self.max_pass_rate is None else self.max_pass_rate
             parts.append(con.sql(
-                """WITH rate AS (
-                     SELECT g.problem_id, count(k.id)::DOUBLE / count(*) AS r
-                     FROM generated g LEFT JOIN kept k ON k.id = g.id GROUP BY g.problem_id)
+                f"""WITH rate AS (
+                     SELECT {PROBLEM_KEY.format(t='g')} AS key, count(k.id)::DOUBLE / count(*) AS r
+                     FROM generated g LEFT JOIN kept k ON k.id = g.id GROUP BY key)
                    SELECT k.id, printf('pass_rate_out_of_band: %.2f not in [%.2f, %.2f]', r, ?, ?) AS reason
-                   FROM kept k JOIN rate USING (problem_id) WHERE r < ? OR r > ?""",
+                   FROM kept k JOIN rate ON rate.key = {PROBLEM_KEY.format(t='k')} WHERE r < ? OR r > ?""",
                 params=[lo, hi, lo, hi]).to_arrow_table())
         if self.max_per_problem is not None:
             order = "completion_tokens, id" if self.order == "shortest" else f"hash(id || '{int(self.seed)}'), id"
@@ -123,10 +123,15 @@ class Select(GlobalStep):
             con.register("_out_of_band", out_of_band)
             parts.append(con.sql(
                 f"""SELECT id, printf('over_per_problem_limit: rank %d > %d', rk, ?) AS reason FROM (
-                      SELECT id, row_number() OVER (PARTITION BY problem_id ORDER BY {order}) AS rk
+                      SELECT id, row_number() OVER (PARTITION BY {PROBLEM_KEY.format(t='kept')} ORDER BY {order}) AS rk
                       FROM kept WHERE id NOT IN (SELECT id FROM _out_of_band)) WHERE rk > ?""",
                 params=[self.max_per_problem, self.max_per_problem]).to_arrow_table())
         return pa.concat_tables([p.cast(_empty().schema) for p in parts]) if parts else _empty()
+
+
+# A refine run's inputs are earlier samples, each its own "problem"; the problem they answer is
+# the one that counts for pass rates and per-problem limits.
+PROBLEM_KEY = "coalesce(json_extract_string({t}.metadata, '$.context.origin_problem_id'), {t}.problem_id)"
 
 
 def _empty() -> pa.Table:

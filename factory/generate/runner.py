@@ -7,6 +7,7 @@ atomically with a completion marker; a rerun skips finished shards and redoes th
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -71,7 +72,7 @@ class Plan:
     problems: list[Problem]
     per_shard: int
 
-    @property
+    @functools.cached_property
     def items(self) -> list[tuple[Template, Problem]]:
         """Every (template, problem) prompt, problem-major: one problem's prompts share a shard."""
         return [(t, p) for p in self.problems for t in self.templates]
@@ -141,12 +142,23 @@ def make_request(template: Template, p: Problem, mode: str, config: GenerateConf
     return Request(key=p.problem_id, text=template.render_base(p), seed=seed)
 
 
+CONTEXT_MAX_CHARS = 4096
+
+
+def kept_context(p: Problem, template: Template) -> dict[str, Any]:
+    """The source's extra columns kept in each sample's metadata: all but bulky ones the template
+    does not use (a dataset's reference generations would be copied into every sample)."""
+    return {k: v for k, v in p.context.items()
+            if k in template.inputs or len(json.dumps(v, ensure_ascii=False, default=str)) <= CONTEXT_MAX_CHARS}
+
+
 def sample_rows(
     p: Problem, prompt: str, completions: list[Completion], template: Template, backend: Backend,
     config: GenerateConfig, mode: str,
 ) -> list[dict[str, Any]]:
     rows = []
     prefilled = mode == "base" or backend.chat_prefill
+    context = kept_context(p, template)
     for i, c in enumerate(completions):
         text = c.text
         if template.keep_stop and c.stop_reason in template.stop:
@@ -182,7 +194,7 @@ def sample_rows(
                         "backend": backend.name,
                         # The part of the model's turn that was in the prompt; format checks need it.
                         "prefill": template.prefill if prefilled else "",
-                        "context": p.context,
+                        "context": context,
                     },
                     ensure_ascii=False,
                     default=str,
