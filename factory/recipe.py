@@ -216,14 +216,12 @@ def _inputs_identity(settings: dict[str, Any]) -> dict[str, Any]:
     """What a stage reads besides its settings: a retrained model or an edited data file is new work."""
     from factory.sample import model_digest
 
-    out: dict[str, Any] = {}
-    for key in ("model", "data", "secondary_data"):
+    out: dict[str, Any] = {"model": model_digest(str(settings.get("model", "")))}
+    for key in ("data", "secondary_data"):  # data files; a run's curated data is keyed by its funnel
         value = settings.get(key)
         if isinstance(value, str) and Path(value).is_file():
             stat = Path(value).stat()
             out[key] = (stat.st_size, stat.st_mtime_ns)
-        elif isinstance(value, str):
-            out[key] = model_digest(value)
     return out
 
 
