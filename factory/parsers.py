@@ -16,6 +16,7 @@ class Parsed:
     reasoning: str | None
     final: str | None
     error: str | None = None
+    format: str | None = None  # the format that parsed it (what `auto` detected)
 
     @property
     def ok(self) -> bool:
@@ -41,14 +42,26 @@ def parse_think_answer(text: str) -> Parsed:
         reasoning, rest = think.group(1), text[think.end() :]
     answers = ANSWER_TAG.findall(rest)
     if not answers:
-        reason = "unclosed_answer" if "<answer>" in rest.lower() else "no_answer"
-        return Parsed(reasoning.strip(), None, reason)
+        if "<answer>" in rest.lower():  # kept for rewards and diagnosis, flagged by the error
+            return Parsed(reasoning.strip(), _opened_answer(rest), "unclosed_answer")
+        return Parsed(reasoning.strip(), None, "no_answer")
     return Parsed(reasoning.strip(), answers[-1].strip())
 
 
 def _answer_only(text: str) -> str | None:
     answers = ANSWER_TAG.findall(text)
     return answers[-1].strip() if answers else None
+
+
+# An opened answer runs to the next tag or the end; "<" alone is not a tag ("x < 3").
+_OPEN_ANSWER = re.compile(r"<answer>(.*?)(?=</?[A-Za-z][\w:-]*\s*/?>|$)", re.S | re.I)
+
+
+def _opened_answer(text: str) -> str | None:
+    """The last non-empty text after an <answer> tag: "<answer> 7<answer>" (a closing tag
+    without its slash) reads "7"."""
+    opened = [a.strip() for a in _OPEN_ANSWER.findall(text) if a.strip()]
+    return opened[-1] if opened else None
 
 
 _SPECIAL = re.compile(r"\|\s*special_token\s*\|", re.I)
@@ -112,8 +125,97 @@ def parse_score(text: str) -> Parsed:
     return Parsed(text[: m.start()].strip(), m.group(1))
 
 
-PARSERS = {
-    "think_answer": parse_think_answer,
-    "special_token": parse_special_token,
-    "score": parse_score,
-}
+_CLOSE_THINK = re.compile(r"</think>", re.I)
+
+
+def parse_think_boxed(text: str) -> Parsed:
+    """`<think> reasoning </think> summary with \\boxed{answer}` (R1, R1-Distill, QwQ, Qwen3).
+
+    The answer is the summary's last `\\boxed{}`, else what "the answer is ..." states. A prompt
+    whose chat template ends with `<think>` leaves only the closing tag in the completion.
+    """
+    closes = list(_CLOSE_THINK.finditer(text))
+    if not closes:
+        reason = "unclosed_think" if "<think>" in text.lower() else "no_think"
+        return Parsed(None, None, reason)
+    end = closes[-1]  # a model that re-opens its thinking ends it at the last </think>
+    reasoning = re.sub(r"^\s*<think>", "", text[: end.start()], count=1, flags=re.I).strip()
+    summary = text[end.end() :].strip()
+    if not summary:
+        return Parsed(reasoning, None, "no_summary")
+    final = answer_in_text(summary)
+    return Parsed(reasoning, final, None if final else "no_answer")
+
+
+_THOUGHT = ("<|begin_of_thought|>", "<|end_of_thought|>")
+_SOLUTION = ("<|begin_of_solution|>", "<|end_of_solution|>")
+
+
+def parse_thought_solution(text: str) -> Parsed:
+    """`<|begin_of_thought|> … <|end_of_thought|> <|begin_of_solution|> … <|end_of_solution|>`
+    (Sky-T1, Bespoke-Stratos, OpenThoughts); the answer is the solution's last box or stated answer."""
+    if _THOUGHT[1] not in text:
+        return Parsed(None, None, "unclosed_thought" if _THOUGHT[0] in text else "no_thought")
+    head, _, rest = text.rpartition(_THOUGHT[1])
+    reasoning = head.split(_THOUGHT[0], 1)[-1].strip()
+    if _SOLUTION[0] not in rest:
+        return Parsed(reasoning, None, "no_solution")
+    solution = rest.split(_SOLUTION[0], 1)[1]
+    closed = _SOLUTION[1] in solution
+    solution = solution.split(_SOLUTION[1], 1)[0].strip()
+    final = answer_in_text(solution) if solution else None
+    if final is None:
+        return Parsed(reasoning, None, "no_answer")
+    return Parsed(reasoning, final, None if closed else "unclosed_solution")
+
+
+def parse_boxed(text: str) -> Parsed:
+    """No reasoning tags: the answer is the last `\\boxed{}`, the reasoning everything before it."""
+    start = text.rfind("\\boxed{")
+    final = last_boxed(text)
+    if final is None:
+        return Parsed(None, None, "no_boxed" if start < 0 else "unclosed_boxed")
+    return Parsed(text[:start].strip() or None, final)
+
+
+_STATED = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*\**\s*(.+?)\s*\**\s*(?:\.(?:\s|$)|$)", re.I | re.M)
+# Boxes on one line, a short phrase apart ("\\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}"), are one
+# answer in parts (two roots, a pair).
+_BOX_GAP_MAX = 60
+
+
+def answer_in_text(text: str) -> str | None:
+    """The answer a solution states: its last `\\boxed{}` or "the answer is X", whichever comes last.
+
+    Boxes in a row on one line are one answer in parts (two roots, a pair): they are kept
+    together, boxes and all, so math-verify reads them as it reads a set.
+    """
+    boxes = boxed_spans(text)
+    stated = list(_STATED.finditer(text))
+    if stated and (not boxes or stated[-1].start() > boxes[-1][1]):  # "The final answer is X" after the last box
+        return stated[-1].group(1).strip()
+    if boxes:
+        first = len(boxes) - 1
+        while first > 0 and _one_phrase(text[boxes[first - 1][1] : boxes[first][0]]):
+            first -= 1
+        if first == len(boxes) - 1:
+            return boxes[-1][2]
+        return text[boxes[first][0] : boxes[-1][1]]
+    return None
+
+
+def _one_phrase(gap: str) -> bool:
+    return len(gap) <= _BOX_GAP_MAX and "\n" not in gap
+
+
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` (and `\\fbox{}`), nested braces balanced."""
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, i = 1, m.end()
+        for j in range(i, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                out.append((m.start(), j + 1, text[i:j].strip()))
+                break
+    return out

@@ -2,7 +2,8 @@
 
 A template file declares:
   name, description   one line shown by `factory templates`
-  format              the output format, which picks the parser (see factory.parsers)
+  format              the output format, which picks the parser: a registered name, `auto`, or a
+                      user's `module:function` (see factory.formats)
   base                the plain-text prompt for base models
   chat                the messages for chat models (rendered through the model's chat template)
   inputs              fields the template needs beyond `problem` (e.g. `completion` for refine)
@@ -24,7 +25,8 @@ import yaml
 
 from factory.assets import shipped_dir
 from factory.errors import FactoryError
-from factory.parsers import PARSERS, Parsed
+from factory.formats import get_format, parse_output
+from factory.parsers import Parsed
 from factory.sources import Problem
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
@@ -73,7 +75,7 @@ class Template:
 
     def parse(self, completion: str, prefilled: bool = True) -> Parsed:
         # The prefill is part of the model's turn, so the parser sees it too.
-        return PARSERS[self.format]((self.prefill if prefilled else "") + completion)
+        return parse_output((self.prefill if prefilled else "") + completion, self.format)
 
 
 def _load_file(path: Path) -> Template:
@@ -86,8 +88,10 @@ def _load_file(path: Path) -> Template:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise FactoryError(f"{path}: missing key(s) {', '.join(missing)}; a template needs {', '.join(REQUIRED_KEYS)}")
-    if data["format"] not in PARSERS:
-        raise FactoryError(f"{path}: unknown format '{data['format']}'; formats are {', '.join(PARSERS)}")
+    try:
+        get_format(str(data["format"]))
+    except FactoryError as e:
+        raise FactoryError(f"{path}: {e}") from None
     chat = data["chat"]
     if not isinstance(chat, list) or not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in chat):
         raise FactoryError(f"{path}: 'chat' must be a list of {{role, content}} messages")
@@ -95,7 +99,7 @@ def _load_file(path: Path) -> Template:
     return Template(
         name=str(data["name"]),
         description=" ".join(str(data["description"]).split()),
-        format=data["format"],
+        format=str(data["format"]),
         base=str(data["base"]),
         chat=chat,
         path=path,

@@ -60,7 +60,7 @@ def test_cold_start_accounting_and_reasons(tmp_path: Path):
     for step in funnel["steps"]:  # in = kept + rejected at every step
         assert step["in"] == step["kept"] + sum(step["rejected"].values())
     steps = {s["step"]: s for s in funnel["steps"]}
-    assert steps["parsed"]["rejected"] == {"unparsed": 6}
+    assert steps["parsed"]["rejected"] == {"truncated": 6}  # cut off: its own reason, before any parse error
     assert steps["correct"]["rejected"] == {"wrong_answer": 18 + 16}  # sample 1 unless cut off, sample 3 unless mixed
     assert steps["language"]["rejected"].get("language_mismatch", 0) + steps["language"]["rejected"].get("mixed_language", 0) == 8
     assert steps["dedup"]["rejected"] == {"exact_duplicate": 24}  # samples 0 and 2 are the same text

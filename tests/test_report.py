@@ -186,7 +186,7 @@ def test_examples_pair_kept_and_rejected_and_escape_text(rendered):
     assert dom.tags["img"] == 0 and dom.tags["script"] == 0 and dom.tags["b"] == 0 and dom.tags["link"] == 0
     assert HOSTILE.strip() in "".join(dom.text)  # shown as text
     assert html.count('class="sample kept"') >= 3 and html.count('class="sample rejected"') >= 3
-    for reason in ("wrong_answer", "exact_duplicate", "unparsed"):
+    for reason in ("wrong_answer", "exact_duplicate", "truncated"):
         assert f": {reason}" in html
     assert not re.search(r"(src|href)=\"?https?:", html)  # self-contained: nothing fetched
 

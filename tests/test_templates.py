@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from factory.errors import FactoryError
-from factory.parsers import PARSERS
+from factory.formats import FORMATS
 from factory.sources import Problem
 from factory.templates import list_templates, load_template
 
-SHIPPED = {"r1_zero", "few_shot_long_cot", "reflect_verify", "refine", "judge", "arithmetic_r1"}
+SHIPPED = {"r1_zero", "few_shot_long_cot", "reflect_verify", "refine", "judge", "arithmetic_r1", "r1_distill"}
 QUESTION = "What is 2 + 3 * 4?"
 CONTEXT = {"completion": "<think>3 * 4 = 12, 2 + 12 = 14</think> <answer>14</answer>", "final": "14"}
 
@@ -55,7 +55,7 @@ def test_shipped_templates():
     for name, t in templates.items():
         assert t.name == name
         assert t.description.strip() and "\n" not in t.description
-        assert t.format in PARSERS
+        assert t.format in FORMATS
         assert t.digest and len(t.digest) == 16
         assert t.path.name == f"{name}.yaml"
 

@@ -2,71 +2,67 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from factory.filters.base import Filter, Reject, setting
-from factory.parsers import _SPECIAL
+from factory.formats import AUTO, detect_format, get_format, row_format
 from factory.sample import prefilled_completion
 
 
 @dataclass
 class Parsed(Filter):
     name = "parsed"
-    description = "The template's parser found reasoning and a final answer; the request did not fail."
-    reasons = ("generation_error", "unparsed")
+    description = "The format's parser found reasoning and a final answer; the request did not fail or hit max_tokens."
+    reasons = ("generation_error", "truncated", "unparsed")
 
     def check(self, s: dict[str, Any]) -> Reject | None:
         if s.get("error"):
             return Reject("generation_error", s["error"][:200])
+        if s.get("finish_reason") == "length":  # a cut-off text has no answer: say so, not "unparsed"
+            return Reject("truncated", f"hit max_tokens after {s.get('completion_tokens')} tokens")
         if s.get("parse_error") or s.get("final") is None:
             return Reject("unparsed", s.get("parse_error") or "no final answer")
         return None
 
 
-_OPEN_TAGS = ("think", "answer")
+# Reasoning markers of every built-in format that open a block and must close it.
+_PAIRS = (("<think>", "</think>"), ("<answer>", "</answer>"),
+          ("<|begin_of_thought|>", "<|end_of_thought|>"), ("<|begin_of_solution|>", "<|end_of_solution|>"))
 
 
 @dataclass
 class Complete(Filter):
     name = "complete"
-    description = "Not cut off by max_tokens, and every <think>/<answer> tag that opens also closes."
+    description = "Not cut off by max_tokens, and every reasoning tag or marker that opens also closes."
     reasons = ("truncated", "unclosed_tag")
 
     def check(self, s: dict[str, Any]) -> Reject | None:
         if s.get("finish_reason") == "length":
             return Reject("truncated", f"hit max_tokens after {s.get('completion_tokens')} tokens")
         text = prefilled_completion(s).lower()  # a prefilled "<think>" opened the tag
-        for tag in _OPEN_TAGS:
-            if text.count(f"<{tag}>") != text.count(f"</{tag}>"):
-                return Reject("unclosed_tag", f"<{tag}> opened {text.count(f'<{tag}>')}x, closed {text.count(f'</{tag}>')}x")
+        for opening, closing in _PAIRS:
+            if text.count(opening) != text.count(closing):
+                return Reject("unclosed_tag", f"{opening} opened {text.count(opening)}x, closed {text.count(closing)}x")
         return None
-
-
-_THINK_ANSWER = re.compile(r"^\s*<think>(?P<r>.*?)</think>\s*<answer>(?P<a>.*?)</answer>\s*$", re.S)
 
 
 @dataclass
 class Format(Filter):
     name = "format"
-    description = "Exactly the template's format: one <think>..</think> then one <answer>..</answer>, or | special_token | reasoning | special_token | summary; no empty part."
+    description = "Exactly the sample's format (e.g. one <think>..</think> then one <answer>..</answer>; <think>..</think> then a boxed summary; | special_token | reasoning | special_token | summary); no empty part."
     reasons = ("bad_format", "empty_part")
+
     def check(self, s: dict[str, Any]) -> Reject | None:
-        text = prefilled_completion(s)
-        if "<think>" in text or "<answer>" in text or "</think>" in text:
-            m = _THINK_ANSWER.match(text)
-            if m is None or text.count("<think>") != 1 or text.count("<answer>") != 1:
-                return Reject("bad_format", "needs exactly one <think>…</think> then one <answer>…</answer>")
-            if not m.group("r").strip() or not m.group("a").strip():
-                return Reject("empty_part", "empty reasoning or answer")
+        text, name = prefilled_completion(s), row_format(s)
+        fmt = detect_format(text) if name == AUTO else get_format(name)
+        if fmt is None:
+            return Reject("bad_format", "written in none of the registered formats")
+        why = fmt.check_shape(text)
+        if why is None:
             return None
-        parts = _SPECIAL.split(text)
-        if len(parts) != 3 or parts[0].strip():
-            return Reject("bad_format", "needs | special_token | reasoning | special_token | summary")
-        if not parts[1].strip() or not parts[2].strip():
-            return Reject("empty_part", "empty reasoning or summary")
-        return None
+        reason = "empty_part" if why == "empty_part" else "bad_format"
+        return Reject(reason, f"not exactly {fmt.name}: {fmt.description}" if reason == "bad_format" else "empty reasoning or answer")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible server (`vllm serve`, SGLang, TGI, hosted APIs).
 
-One request per sample, so each sample has its own token counts, seed and error. A
+One request per sample, so each sample has its own token counts, seed and error. Reasoning a
+server returns apart from the answer (`reasoning_content`) is put back in front of it. A
 semaphore bounds the requests in flight; transient failures (connection, timeout, 429,
 5xx) are retried with exponential backoff and jitter; a sample that still fails records
 its error and the shard goes on.
@@ -39,6 +40,24 @@ def _check_server(base_url: str, api_key: str, timeout: float) -> list[str]:
         return [m["id"] for m in r.json().get("data", [])]
     except (ValueError, KeyError, TypeError):
         raise FactoryError(f"{url} did not answer like an OpenAI-compatible server") from None
+
+
+# Where servers put the reasoning they split off the answer: vLLM and SGLang with a reasoning
+# parser, DeepSeek's API ("reasoning_content"); newer vLLM and OpenRouter ("reasoning").
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def with_reasoning(message: Any) -> str:
+    """The whole turn, `<think>reasoning</think>content`, so filters and export see what the offline
+    engine would have written; just the content when the server sent no reasoning."""
+    content = message.content or ""
+    extra = {**(message.model_extra or {}), **{f: getattr(message, f, None) for f in REASONING_FIELDS if hasattr(message, f)}}
+    reasoning = next((extra[f] for f in REASONING_FIELDS if isinstance(extra.get(f), str) and extra[f]), None)
+    if reasoning is None:
+        return content
+    if not content:  # cut off while still reasoning: the block stays open, as the model left it
+        return f"<think>\n{reasoning}"
+    return f"<think>\n{reasoning}\n</think>\n\n{content}"
 
 
 class OpenAIBackend:
@@ -147,7 +166,8 @@ class OpenAIBackend:
             kwargs["extra_body"] = {"top_k": sampling.top_k}
         if request.messages is not None:
             r = await client.chat.completions.create(messages=request.messages, **kwargs)
-            choice, text = r.choices[0], r.choices[0].message.content or ""
+            choice = r.choices[0]
+            text = with_reasoning(choice.message)
         else:
             r = await client.completions.create(prompt=request.text or "", **kwargs)
             choice, text = r.choices[0], r.choices[0].text or ""

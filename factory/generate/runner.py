@@ -17,6 +17,7 @@ from typing import Any
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
 from factory.sources import Problem, load_problems
@@ -157,13 +158,16 @@ def sample_rows(
     config: GenerateConfig, mode: str,
 ) -> list[dict[str, Any]]:
     rows = []
-    prefilled = mode == "base" or backend.chat_prefill
+    # The part of the model's turn the prompt holds (the template's prefill, a chat template's
+    # "<think>\n"): a chat API's prompt is rendered by the server, so there only the completion tells.
+    prompt_known = mode == "base" or backend.chat_prefill
     context = kept_context(p, template)
     for i, c in enumerate(completions):
         text = c.text
         if template.keep_stop and c.stop_reason in template.stop:
             text += c.stop_reason  # the closing tag ended generation; it belongs to the format
-        parsed = template.parse(text, prefilled=prefilled) if c.error is None else None
+        prefill = prompt_prefill(prompt, template.prefill) if prompt_known else implied_prefill(text)
+        parsed = parse_output(prefill + text, template.format) if c.error is None else None
         rows.append(
             {
                 "id": sample_id(p.problem_id, template.name, backend.model, config.sampling, i),
@@ -193,7 +197,9 @@ def sample_rows(
                         "prompt_mode": mode,
                         "backend": backend.name,
                         # The part of the model's turn that was in the prompt; format checks need it.
-                        "prefill": template.prefill if prefilled else "",
+                        "prefill": prefill,
+                        # The format the completion is in (what `auto` detected, when it could).
+                        "format": parsed.format if parsed and parsed.format else template.format,
                         "context": context,
                     },
                     ensure_ascii=False,

@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from factory.errors import FactoryError
+from factory.formats import with_prefill
 from factory.generate.base import Completion, ProgressFn, Request
 from factory.sample import Sampling
 
@@ -101,7 +102,7 @@ class VLLMBackend:
         if request.messages is None:
             return request.text or ""
         text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-        return text + request.prefill
+        return with_prefill(text, request.prefill)
 
     def generate(
         self, requests: list[Request], sampling: Sampling, stop: list[str], progress: ProgressFn

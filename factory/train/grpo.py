@@ -239,6 +239,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from factory.sources import load_problems
+    from factory.formats import prompt_prefill, with_prefill
     from factory.templates import load_template
     from factory.train.checkpoint import latest_checkpoint, load_checkpoint, pick_device_dtype, save_checkpoint, save_final
     from factory.train.rewards import group_advantages, parse_reward_spec, score
@@ -266,7 +267,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     def render(p: Any) -> str:
         if chat:
             text = tokenizer.apply_chat_template(template.render_messages(p), tokenize=False, add_generation_prompt=True)
-            return text + template.prefill
+            return with_prefill(text, template.prefill)
         return template.render_base(p)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -292,10 +293,13 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         prompts = [render(p) for p in chosen]
         sampled = sampler.sample(prompts, config.group_size, seed=(config.seed * 100003 + step * 1009) % 2**31)
         completions = [text for text, _ in sampled]
+        # Rewards read the answer through the template's format, with the prompt's prefill, as filters do.
         samples = [
             {"completion": text, "completion_tokens": n, "problem": p.problem, "answer": p.answer, "task": p.task,
-             "tests": p.tests}
-            for (text, n), p in zip(sampled, [p for p in chosen for _ in range(config.group_size)])
+             "tests": p.tests, "metadata": {"format": template.format, "prefill": prompt_prefill(prompt, template.prefill),
+                                            "context": p.context}}
+            for (text, n), p, prompt in zip(sampled, [p for p in chosen for _ in range(config.group_size)],
+                                            [q for q in prompts for _ in range(config.group_size)])
         ]
         totals, per_reward = score(samples, spec)
         rewards = torch.tensor(totals, dtype=torch.float32)

@@ -1,7 +1,9 @@
 """GRPO rewards: small pure functions `fn(sample) -> float` in one registry (open-r1 style).
 
 A sample is a dict with at least `completion`, `problem`, `answer` (gold, may be None), `task`
-("arithmetic", "math", "code", "gym:<name>"), `tests` (JSON or None) and `completion_tokens`.
+("arithmetic", "math", "code", "gym:<name>"), `tests` (JSON or None) and `completion_tokens`;
+its `metadata` (or top-level `format`) names the output format and the prompt's prefill, and the
+answer is read by that format's parser: the same path as the filters and `factory eval`.
 `parse_reward_spec` turns "accuracy,format" + "1,0.1" into weighted rewards, `score` applies them
 to a batch, and `group_advantages` turns one group's rewards into GRPO (or Dr. GRPO) advantages.
 """
@@ -9,14 +11,12 @@ to a batch, and `group_advantages` turns one group's rewards into GRPO (or Dr. G
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from factory.errors import FactoryError
 from factory.lang import detect_language, language_stats
-from factory.parsers import parse_think_answer
-from factory.parsers import ANSWER_TAG
+from factory.formats import AUTO, detect_format, get_format, parse_output, parse_row, row_format
 from factory.sample import prefilled_completion
 from factory.verify.registry import check
 
@@ -25,24 +25,16 @@ if TYPE_CHECKING:
 
 Reward = Callable[[dict[str, Any]], float]
 
-# An opened answer runs to the next tag or the end; "<" alone is not a tag ("x < 3").
-_OPEN_ANSWER = re.compile(r"<answer>(.*?)(?=</?[A-Za-z][\w:-]*\s*/?>|$)", re.S | re.I)
-_FORMAT = re.compile(r"\s*<think>(?P<r>.*?)</think>\s*<answer>", re.S | re.I)
-
-
 def extract_answer(completion: str) -> str | None:
-    """The final answer: the last closed <answer>…</answer>, else the last non-empty text after
-    an <answer> tag (so "<answer> 7<answer>", a closing tag without its slash, reads "7")."""
-    closed = ANSWER_TAG.findall(completion)
-    if closed:
-        return closed[-1].strip() or None
-    opened = [a.strip() for a in _OPEN_ANSWER.findall(completion) if a.strip()]
-    return opened[-1] if opened else None
+    """The final answer of an R1-Zero `<think>/<answer>` completion: the last closed <answer>, else
+    the last non-empty text after an <answer> tag (so "<answer> 7<answer>" reads "7")."""
+    return parse_output(completion, "think_answer").final or None
 
 
 def accuracy(sample: dict[str, Any]) -> float:
-    """1.0 when the final answer verifies against the gold answer (or the tests), else 0.0."""
-    final = extract_answer(sample.get("completion") or "")
+    """1.0 when the final answer, read by the sample's format parser, verifies against the gold
+    answer (or the tests), else 0.0."""
+    final = parse_row(sample).final or None
     kind = str(sample.get("task") or "math").split(":", 1)[0]
     # Code is the exception to "no answer, no reward": its verifier reads the program from the
     # completion's code block when the template does not put it in <answer>.
@@ -55,27 +47,26 @@ def accuracy(sample: dict[str, Any]) -> float:
 
 
 def format_reward(sample: dict[str, Any]) -> float:
-    """1.0 for one non-empty <think>…</think> then an <answer> tag (only whitespace around and between).
+    """1.0 when the completion is in its format: for `<think>/<answer>`, one non-empty <think>…</think>
+    then an <answer> tag (only whitespace around and between); for the others, the format filter's check.
 
-    Looser than the `format` filter on purpose: the closing </answer> is not demanded and text may
-    follow the answer, so "<think>…</think> <answer> 7<answer>" earns it. Data filtering keeps the
-    strict version; this reward only teaches the model to think first and then answer.
+    Looser than the `format` filter for `<think>/<answer>` on purpose: the closing </answer> is not
+    demanded and text may follow the answer, so "<think>…</think> <answer> 7<answer>" earns it. Data
+    filtering keeps the strict version; this reward only teaches the model to think first and then answer.
     """
-    text = prefilled_completion(sample)
-    m = _FORMAT.match(text)
-    if m is None or not m.group("r").strip() or text.lower().count("<think>") != 1:
-        return 0.0
-    return 1.0
+    text, name = prefilled_completion(sample), row_format(sample)
+    fmt = detect_format(text) if name == AUTO else get_format(name)
+    return 1.0 if fmt is not None and fmt.check_shape(text, strict=False) is None else 0.0
 
 
 def language(sample: dict[str, Any]) -> float:
     """R1's language consistency: share of the reasoning's words in the target language.
 
-    The reasoning is the <think> content, else the whole completion. The target is the sample's
-    `language`, else the problem's detected language, else English. No words (pure arithmetic)
-    counts as consistent: 1.0.
+    The reasoning is what the format's parser calls reasoning, else the whole completion. The target
+    is the sample's `language`, else the problem's detected language, else English. No words (pure
+    arithmetic) counts as consistent: 1.0.
     """
-    parsed = parse_think_answer(prefilled_completion(sample))
+    parsed = parse_row(sample)
     reasoning = parsed.reasoning if parsed.reasoning is not None else sample.get("completion") or ""
     target = sample.get("language") or detect_language(sample.get("problem") or "") or "en"
     return float(language_stats(reasoning, target).share)

@@ -8,6 +8,7 @@ threads. A timeout is a Verdict with reason "timeout", never a hang.
 from __future__ import annotations
 
 import functools
+import re
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException  # a BaseException: `except Exception` misses it
@@ -16,19 +17,32 @@ from factory.parsers import last_boxed
 from factory.verify import Verdict
 
 
+# Math-Verify's own test suite reads gold and answer alike with these (boxes first); the answer is
+# given whole, so several boxes ("\\boxed{-2} \\text{ and } \\boxed{1}") and prose ("The answer is
+# 14") are read as the library reads them.
+_DEFAULT = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+# A bare LaTeX answer cut out of its tag ("\\frac{1}{2}") that the default extraction misses.
 _LATEX = [LatexExtractionConfig()]
-_ANY = [LatexExtractionConfig(), ExprExtractionConfig()]
+
+
+# Two words in a row outside LaTeX commands: prose ("The answer is 14"), not a bare expression.
+_PROSE = re.compile(r"(?<![\\\w])[A-Za-z]{2,}\s+[A-Za-z]{2,}\b")
+
+
+# Math delimiters or a box: text math-verify's extraction finds the answer in ("\\$" is a dollar sign).
+_DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed")
 
 
 @functools.lru_cache(maxsize=4096)  # a problem's samples share one gold answer: parse it once
 def _parse(text: str, timeout_s: int):
-    # The answer is already cut out of its tag or box, so LaTeX-only extraction on "$answer$"
-    # (3x cheaper than the default) finds it; plain text ("The answer is 14") falls back to
-    # the default extractors.
-    return (
-        parse(f"${text}$", extraction_config=_LATEX, parsing_timeout=timeout_s)
-        or parse(text, extraction_config=_ANY, parsing_timeout=timeout_s)
-    )
+    # A bare expression cut out of its tag or box ("x^2+1", "\\frac{1}{2}") is LaTeX without its
+    # dollars: read it as such first (the default extraction takes "1+x^2" for the number 1).
+    bare = not _DELIMITED.search(text) and not _PROSE.search(text)
+    if bare:
+        found = parse(f"${text}$", extraction_config=_LATEX, parsing_timeout=timeout_s)
+        if found:
+            return found
+    return parse(text, extraction_config=_DEFAULT, parsing_timeout=timeout_s)
 
 
 def _same_text(a: str, b: str) -> bool:
@@ -37,7 +51,7 @@ def _same_text(a: str, b: str) -> bool:
 
 
 def answer_text(final: str) -> str:
-    """The answer itself: the last \\boxed{} if there is one, else the whole final answer."""
+    """The answer itself for messages: the last \\boxed{} if there is one, else the whole final answer."""
     boxed = last_boxed(final)
     return boxed if boxed is not None else final.strip()
 
@@ -51,10 +65,10 @@ def verify_math(final: str | None, gold: str | None, timeout_s: int = 5) -> Verd
     if _same_text(answer_text(final), answer_text(str(gold))):
         return Verdict(True)  # identical answers need no symbolic check (the common case, and 100x cheaper)
     try:
-        gold_parsed = _parse(answer_text(str(gold)), timeout_s)
+        gold_parsed = _parse(str(gold).strip(), timeout_s)
         if not gold_parsed:
             return Verdict(False, "unparsable_gold", f"gold {gold!r}")
-        answer_parsed = _parse(answer_text(final), timeout_s)
+        answer_parsed = _parse(final.strip(), timeout_s)
         if not answer_parsed:
             return Verdict(False, "unparsable_answer", f"answer {final[:80]!r}")
         ok = verify(gold_parsed, answer_parsed, timeout_seconds=timeout_s, raise_on_error=True)

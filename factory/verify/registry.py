@@ -50,16 +50,19 @@ def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
 
 
 def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
-    import json
+    from factory.formats import row_meta
 
     try:
         import reasoning_gym
     except ImportError:
         return Verdict(False, "verifier_missing", "pip install reasoning-gym for gym:* tasks")
     name = str(sample["task"]).split(":", 1)[1]
-    meta = json.loads(sample.get("metadata") or "{}").get("context", {})
+    meta = row_meta(sample).get("context", {})
     entry = {"question": sample["problem"], "answer": sample.get("answer"), "metadata": meta.get("metadata", meta)}
-    score = reasoning_gym.get_score_answer_fn(name)(sample.get("final") or "", entry)
+    try:
+        score = reasoning_gym.get_score_answer_fn(name)(sample.get("final") or "", entry)
+    except Exception as e:  # a scorer missing its metadata, or odd input: the sample records it
+        return Verdict(False, "verifier_error", f"{type(e).__name__}: {e}"[:200])
     return Verdict(True) if score >= 1.0 else Verdict(False, "wrong_answer", f"score {score}")
 
 
