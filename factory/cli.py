@@ -131,6 +131,55 @@ def generate(
         )
 
 
+@app.command("import")
+@user_errors
+def import_(
+    source: Annotated[str, typer.Argument(help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], with a completion column (text or list of texts) or chat messages.")],
+    run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, finish_reason, completion_tokens, prefill, model.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Import only the first N rows.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
+    allow_empty: Annotated[bool, typer.Option(help="Keep empty completions as failed samples instead of refusing the source.")] = False,
+) -> None:
+    """Curate generations made elsewhere: they become a run that filter, show, report, export and train read."""
+    from factory.importer import IMPORT_FIELDS, ImportConfig, import_generations
+    from factory.shards import resolve_run
+    from factory.sources import FIELDS
+
+    fields: dict[str, str] = {}
+    for item in mapping or []:
+        key, sep, column = item.partition("=")
+        if not sep or not column or key not in (*FIELDS, *IMPORT_FIELDS):
+            raise FactoryError(f"bad --map '{item}': write FIELD=COLUMN with FIELD one of {', '.join((*FIELDS, *IMPORT_FIELDS))}")
+        fields[key] = column
+    config = ImportConfig(source=source, format=format_, model=model, mapping=fields, limit=limit,
+                          shard_size=shard_size, tokenizer=tokenizer, allow_empty=allow_empty)
+    run_dir = resolve_run(run)
+    result = import_generations(config, run_dir, log=lambda m: err.print(m))
+    formats = ", ".join(f"{name} {count}" for name, count in sorted(result.formats.items(), key=lambda kv: -kv[1]))
+    console.print(f"[green]imported:[/] {result.samples} samples ({formats}) in {result.shards_written} shards "
+                  f"({result.shards_done_before} already done) -> {run_dir}"
+                  + (f"; {result.empty} empty completions kept as failed samples" if result.empty else ""),
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def formats() -> None:
+    """List the output formats: what each parser reads, and `auto`."""
+    from rich.table import Table
+
+    from factory.formats import AUTO_FORMAT, FORMATS, format_names
+
+    table = Table("format", "description")
+    for name in format_names():
+        table.add_row(name, (FORMATS.get(name) or AUTO_FORMAT).description)
+    console.print(table)
+
+
 @app.command()
 @user_errors
 def templates(

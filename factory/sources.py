@@ -144,7 +144,8 @@ def _read_hf_dataset(spec: str, local: bool, limit: int | None = None) -> list[d
     return ds.to_list()
 
 
-def _from_rows(rows: list[dict[str, Any]], where: str, mapping: dict[str, str]) -> list[Problem]:
+def problem_columns(rows: list[dict[str, Any]], where: str, mapping: dict[str, str]) -> dict[str, str]:
+    """Field -> column, checked against the first row: one clear line for a missing column."""
     if not rows:
         raise FactoryError(f"{where}: no problems found (the source is empty)")
     columns = list(rows[0].keys())
@@ -159,27 +160,33 @@ def _from_rows(rows: list[dict[str, Any]], where: str, mapping: dict[str, str]) 
             raise FactoryError(
                 f"{where}: mapped column '{mapping[f]}' for {f} does not exist; columns are {', '.join(columns)}"
             )
-    used = {col[f] for f in FIELDS}
-    problems = []
-    for i, row in enumerate(rows):
-        text = row.get(col["problem"])
-        if text is None or not str(text).strip():
-            raise FactoryError(f"{where}: row {i + 1} has an empty '{col['problem']}'; fill or remove it")
-        answer, tests = row.get(col["answer"]), row.get(col["tests"])
-        if tests is not None and not isinstance(tests, str):
-            tests = json.dumps(tests, ensure_ascii=False)
-        pid = row.get(col["id"])
-        problems.append(
-            Problem(
-                problem_id=str(pid) if pid is not None else stable_hash(str(text)),
-                problem=str(text),
-                answer=None if answer is None else str(answer),
-                tests=tests,
-                task=str(row.get(col["task"]) or ("code" if tests else "math")),
-                source=where,
-                context={k: v for k, v in row.items() if k not in used},
-            )
-        )
+    return col
+
+
+def problem_from_row(row: dict[str, Any], col: dict[str, str], where: str, i: int, skip: set[str] = frozenset()) -> Problem:
+    """One source row -> a Problem; columns in `skip` stay out of its context (and metadata)."""
+    text = row.get(col["problem"])
+    if text is None or not str(text).strip():
+        raise FactoryError(f"{where}: row {i + 1} has an empty '{col['problem']}'; fill or remove it")
+    answer, tests = row.get(col["answer"]), row.get(col["tests"])
+    if tests is not None and not isinstance(tests, str):
+        tests = json.dumps(tests, ensure_ascii=False)
+    pid = row.get(col["id"])
+    used = {col[f] for f in FIELDS} | set(skip)
+    return Problem(
+        problem_id=str(pid) if pid is not None else stable_hash(str(text)),
+        problem=str(text),
+        answer=None if answer is None else str(answer),
+        tests=tests,
+        task=str(row.get(col["task"]) or ("code" if tests else "math")),
+        source=where,
+        context={k: v for k, v in row.items() if k not in used},
+    )
+
+
+def _from_rows(rows: list[dict[str, Any]], where: str, mapping: dict[str, str]) -> list[Problem]:
+    col = problem_columns(rows, where, mapping)
+    problems = [problem_from_row(row, col, where, i) for i, row in enumerate(rows)]
     seen: set[str] = set()
     for p in problems:
         if p.problem_id in seen:
@@ -248,16 +255,20 @@ def load_problems(spec: str, mapping: dict[str, str] | None = None, limit: int |
         problems = _builtin(spec)
     elif spec.startswith("run:"):
         problems = _from_run(*_run_spec(spec))
-    elif spec.startswith("hf:"):
-        problems = _from_rows(_read_hf_dataset(spec.removeprefix("hf:"), local=False, limit=limit), spec, mapping)
+    elif not spec.startswith("hf:") and Path(spec).is_dir() and (Path(spec) / "manifest.json").exists():
+        problems = _from_run(Path(spec))
     else:
-        path = Path(spec)
-        if not path.exists():
-            raise FactoryError(f"{spec}: no such file or folder; check the path, or use builtin:arithmetic")
-        if path.is_dir() and (path / "manifest.json").exists():
-            problems = _from_run(path)
-        else:
-            if path.is_file() and path.stat().st_size == 0:
-                raise FactoryError(f"{spec}: the file is empty; it needs one problem per row")
-            problems = _from_rows(_read_rows(path), spec, mapping)
+        problems = _from_rows(read_rows(spec, limit), spec, mapping)
     return problems[:limit] if limit else problems
+
+
+def read_rows(spec: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a file, datasets folder or `hf:` dataset, as dicts (also what `factory import` reads)."""
+    if spec.startswith("hf:"):
+        return _read_hf_dataset(spec.removeprefix("hf:"), local=False, limit=limit)
+    path = Path(spec)
+    if not path.exists():
+        raise FactoryError(f"{spec}: no such file or folder; check the path, or use builtin:arithmetic")
+    if path.is_file() and path.stat().st_size == 0:
+        raise FactoryError(f"{spec}: the file is empty; it needs one problem per row")
+    return _read_rows(path)

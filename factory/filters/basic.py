@@ -81,10 +81,12 @@ class Length(Filter):
         return None
 
     def check(self, s: dict[str, Any]) -> Reject | None:
-        tokens = s.get("completion_tokens") or 0
+        # Imported generations may come without token counts: then only the characters are bounded.
+        counted = s.get("completion_tokens")
+        tokens = counted if counted is not None else "unknown"
         chars = len(s.get("reasoning") or "")
-        if tokens < self.min_completion_tokens or chars < self.min_reasoning_chars:
+        if (counted is not None and counted < self.min_completion_tokens) or chars < self.min_reasoning_chars:
             return Reject("too_short", f"{tokens} tokens, {chars} reasoning chars")
-        if tokens > self.max_completion_tokens or chars > self.max_reasoning_chars:
+        if (counted is not None and counted > self.max_completion_tokens) or chars > self.max_reasoning_chars:
             return Reject("too_long", f"{tokens} tokens, {chars} reasoning chars")
         return None
