@@ -30,8 +30,6 @@ def evaluate(
     run_dir: Path | None = None, backend: str = "vllm", backend_options: dict[str, Any] | None = None,
     log: Any = lambda _m: None,
 ) -> dict[str, Any]:
-    from factory.train.rewards import REWARDS
-
     k = k or n
     sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n, seed=seed)
     config = GenerateConfig(problems=problems, model=model, template=template, backend=backend, sampling=sampling,
@@ -39,15 +37,21 @@ def evaluate(
     key = stable_hash(str(Path(model).resolve()), model_digest(model), problems, template, sampling.as_dict(), limit)
     run_dir = run_dir or shards.runs_root() / f"eval-{key}"  # a retrained model gets a new run
     run_generation(config, run_dir, log=log)
+    return {"model": model, **score_samples(shards.read_samples(run_dir, "generated"), k), "run": str(run_dir)}
+
+
+def score_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """pass@1 and pass@k of samples, each scored by the GRPO accuracy reward: the sample's format
+    parser reads the answer and the verifier registry checks it, exactly as the `correct` filter does."""
+    from factory.train.rewards import REWARDS
+
     correct: dict[str, list[float]] = defaultdict(list)
-    for row in shards.read_samples(run_dir, "generated"):
-        correct[row["problem_id"]].append(REWARDS["accuracy"](row) if not row["error"] else 0.0)
+    for row in rows:
+        correct[row["problem_id"]].append(REWARDS["accuracy"](row) if not row.get("error") else 0.0)
     per_problem = [(len(v), int(sum(v))) for v in correct.values()]
     return {
-        "model": model,
         "problems": len(per_problem),
         "samples": sum(m for m, _ in per_problem),
         "pass@1": sum(c / m for m, c in per_problem) / len(per_problem),
         f"pass@{k}": sum(pass_at_k(m, c, k) for m, c in per_problem) / len(per_problem),
-        "run": str(run_dir),
     }

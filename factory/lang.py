@@ -39,6 +39,9 @@ _RANGES = sorted([
     (0x370, 0x3FF, "Greek"), (0x1F00, 0x1FFF, "Greek"), (0x400, 0x52F, "Cyrillic"),
     (0x590, 0x5FF, "Hebrew"), (0xFB1D, 0xFB4F, "Hebrew"), (0x600, 0x6FF, "Arabic"), (0x750, 0x77F, "Arabic"),
     (0xFB50, 0xFDFF, "Arabic"), (0xFE70, 0xFEFF, "Arabic"), (0x900, 0x97F, "Devanagari"), (0xE00, 0xE7F, "Thai"),
+    (0x980, 0x9FF, "Bengali"), (0xA00, 0xA7F, "Gurmukhi"), (0xA80, 0xAFF, "Gujarati"), (0xB80, 0xBFF, "Tamil"),
+    (0xC00, 0xC7F, "Telugu"), (0xC80, 0xCFF, "Kannada"), (0xD00, 0xD7F, "Malayalam"), (0x530, 0x58F, "Armenian"),
+    (0x10A0, 0x10FF, "Georgian"), (0x1200, 0x137F, "Ethiopic"),
     (0x1100, 0x11FF, "Hangul"), (0x3130, 0x318F, "Hangul"), (0xAC00, 0xD7AF, "Hangul"),
     (0x3040, 0x30FF, "Kana"), (0x31F0, 0x31FF, "Kana"), (0xFF66, 0xFF9F, "Kana"),
     (0x3005, 0x3007, "Han"), (0x3400, 0x4DBF, "Han"), (0x4E00, 0x9FFF, "Han"), (0xF900, 0xFAFF, "Han"),
@@ -47,10 +50,14 @@ _RANGES = sorted([
 _STARTS = [r[0] for r in _RANGES]
 _CHAR_WORDS = {"Han", "Kana", "Hangul"}  # one character = one word (no spaces between words)
 _SCRIPT_LANG = {"Han": "zh", "Kana": "ja", "Hangul": "ko", "Cyrillic": "ru", "Arabic": "ar", "Hebrew": "he",
-                "Greek": "el", "Devanagari": "hi", "Thai": "th", "Other": "und"}
+                "Greek": "el", "Devanagari": "hi", "Thai": "th", "Bengali": "bn", "Gurmukhi": "pa", "Gujarati": "gu",
+                "Tamil": "ta", "Telugu": "te", "Kannada": "kn", "Malayalam": "ml", "Armenian": "hy", "Georgian": "ka",
+                "Ethiopic": "am", "Other": "und"}
 _TARGET_SCRIPTS = {"ja": {"Han", "Kana"}} | {  # any other code is a Latin-script language
     code: {script} for script, codes in {"Han": "zh", "Hangul": "ko", "Arabic": "ar fa ur", "Hebrew": "he",
-    "Greek": "el", "Devanagari": "hi mr ne", "Thai": "th", "Cyrillic": "ru uk be bg sr mk kk"}.items()
+    "Greek": "el", "Devanagari": "hi mr ne", "Thai": "th", "Cyrillic": "ru uk be bg sr mk kk", "Bengali": "bn as",
+    "Gurmukhi": "pa", "Gujarati": "gu", "Tamil": "ta", "Telugu": "te", "Kannada": "kn", "Malayalam": "ml",
+    "Armenian": "hy", "Georgian": "ka", "Ethiopic": "am ti"}.items()
     for code in codes.split()}
 _KANA_SHARE = 0.15  # Japanese runs ~30-60% kana; a stray "の" in Chinese should not make it Japanese.
 

@@ -29,12 +29,16 @@ _LATEX = [LatexExtractionConfig()]
 _PROSE = re.compile(r"(?<![\\\w])[A-Za-z]{2,}\s+[A-Za-z]{2,}\b")
 
 
+_SCIENTIFIC = re.compile(r"\s*([-+]?\d+(?:\.\d+)?)\s*[eE]\s*([-+]?\d+)\s*")
 # Math delimiters or a box: text math-verify's extraction finds the answer in ("\\$" is a dollar sign).
 _DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[|\\boxed")
 
 
 @functools.lru_cache(maxsize=4096)  # a problem's samples share one gold answer: parse it once
 def _parse(text: str, timeout_s: int):
+    sci = _SCIENTIFIC.fullmatch(text)
+    if sci:  # "1.07e16": math-verify reads it as 1.07 * e * 16
+        text = f"{sci.group(1)} \\times 10^{{{sci.group(2)}}}"
     # A bare expression cut out of its tag or box ("x^2+1", "\\frac{1}{2}") is LaTeX without its
     # dollars: read it as such first (the default extraction takes "1+x^2" for the number 1).
     bare = not _DELIMITED.search(text) and not _PROSE.search(text)
