@@ -98,7 +98,7 @@ def _failure(res: SandboxResult, where: str, timeout_s: float, memory_mb: int) -
     if res.reason == "timeout":
         return Verdict(False, "timeout", f"{where}: over {timeout_s:g}s")
     if res.reason == "memory_limit":
-        return Verdict(False, "memory_limit", f"{where}: over {memory_mb} MB")
+        return Verdict(False, "memory_limit", f"{where}: over {memory_mb} MB ({res.memory_limit_by})")
     if res.reason == "output_limit":
         return Verdict(False, "wrong_output", f"{where}: printed more than the output cap")
     lines = res.stderr.strip().splitlines()

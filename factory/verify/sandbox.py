@@ -14,17 +14,31 @@ Why two modes:
   straggler can be found and killed by its uid.
 - As another user, bwrap makes a user namespace (uid 65534 inside); the host uid is
   already unprivileged and RLIMIT_NPROC is counted per user namespace.
+
+Memory: RLIMIT_AS is per process and counts only address space, so alone it lets a program
+spread memory over children, memfds, SysV shared memory and socket buffers. Where this
+process may make a memory cgroup (root, or a delegated cgroup v2 subtree; see
+factory/verify/cgroup.py), each run gets one capped at memory_mb, which charges every page
+of every process in it; a kernel OOM kill there is the reason "memory_limit". Elsewhere, or
+with FACTORY_SANDBOX_CGROUP=0, rlimits bound the program to about 1.25 x memory_mb plus the
+two tmpfs and a few MB of pipe and socket buffers: one task (no threads, no child
+processes) with memory_mb of address space, files (memfds too) of at most memory_mb / 512,
+whose cap then counts as the memory limit, and on x86_64 and aarch64 a seccomp filter that
+refuses SysV IPC. `memory_limit_by` says which applied. Both ways at most 64 files are open.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import platform
 import re
 import secrets
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -32,11 +46,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from factory.errors import FactoryError
+from factory.verify import cgroup
 
 # A range no real account uses, so "every process with this uid" is only ever ours.
 SANDBOX_UID_BASE = 1_500_000_000
 SANDBOX_UID_SPAN = 1 << 20
 MAX_OUTPUT_BYTES = 1 << 20
+# Few files: each open fd can pin a socket buffer or a memfd that no rlimit counts.
+MAX_OPEN_FILES = 64
 
 _TOOLS = {"bwrap": "bubblewrap", "setpriv": "util-linux", "prlimit": "util-linux"}
 
@@ -50,6 +67,7 @@ class SandboxResult:
     # None when the program exited 0; else "timeout", "memory_limit", "output_limit",
     # "file_size_limit" or "runtime_error".
     reason: str | None = None
+    memory_limit_by: str = "rlimit"  # "cgroup": a memory cgroup held the whole program
 
 
 def _missing_tools() -> list[str]:
@@ -145,6 +163,43 @@ def _classify(rc: int, stderr: str, timed_out: bool, over_output: bool) -> str |
     return "runtime_error"
 
 
+def _rlimits(memory_mb: int, cpu: int, max_procs: int, fs_bytes: int, by_cgroup: bool) -> tuple[list[str], int]:
+    """prlimit's options, and the file-size cap they set."""
+    mem = memory_mb << 20
+    if by_cgroup:
+        procs, fsize = max_procs, fs_bytes
+    else:
+        # Nothing adds up memory across processes or outside the address space, so: one
+        # task, and open files (held or in flight over a socket: 2 x 64) within mem / 4.
+        procs, fsize = 1, min(fs_bytes, max(1 << 16, mem // (8 * MAX_OPEN_FILES)))
+    # Soft < hard CPU so the program first gets SIGXCPU.
+    return [
+        f"--cpu={cpu}:{cpu + 1}", f"--as={mem}", f"--nproc={procs}", f"--nofile={MAX_OPEN_FILES}",
+        f"--fsize={fsize}", "--core=0",
+    ], fsize
+
+
+# seccomp audit arch and the numbers of shmget, msgget, semget: SysV IPC objects outlive
+# every mapping and fd, so no rlimit counts them; the fallback refuses to make any.
+_SYSV_IPC = {"x86_64": (0xC000003E, (29, 68, 64)), "aarch64": (0xC00000B7, (194, 186, 190))}
+
+
+@lru_cache(maxsize=1)
+def _no_sysv_ipc_filter() -> bytes | None:
+    """A classic-BPF seccomp program for bwrap --seccomp; None on other architectures."""
+    if (arch := _SYSV_IPC.get(platform.machine())) is None:
+        return None
+    audit, nrs = arch
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    deny = 5 + len(nrs) + 1  # the last instruction; the one before it allows
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit), (ret, 0, 0, 0x00050000 | errno.ENOSYS),  # other ABIs (int 0x80)
+            (ld, 0, 0, 0), (jge, deny - 5, 0, 0x40000000)]  # x32 numbers on x86_64
+    prog += [(jeq, deny - (5 + i) - 1, 0, nr) for i, nr in enumerate(nrs)]
+    prog += [(ret, 0, 0, 0x7FFF0000), (ret, 0, 0, 0x00050000 | errno.ENOSYS)]
+    assert len(prog) == deny + 1
+    return b"".join(struct.pack("=HBBI", *ins) for ins in prog)
+
+
 def _read_status(fd: int, buf: bytearray) -> bytearray:
     try:
         while chunk := os.read(fd, 65536):
@@ -207,8 +262,13 @@ def run_sandboxed(
     max_file_mb: int = 16,
     python: str = sys.executable,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
+    memory_cgroup: bool = True,
 ) -> SandboxResult:
-    """Run `program` with `python -I` in a fresh sandbox and return what it printed."""
+    """Run `program` with `python -I` in a fresh sandbox and return what it printed.
+
+    memory_cgroup=False (or FACTORY_SANDBOX_CGROUP=0) skips the memory cgroup and uses the
+    rlimit fallback even where a cgroup could be made.
+    """
     if missing := _missing_tools():
         pkgs = " ".join(sorted({_TOOLS[t] for t in missing}))
         raise FactoryError(f"the code sandbox needs {', '.join(missing)}: run `apt-get install {pkgs}`")
@@ -217,12 +277,18 @@ def run_sandboxed(
     fs_bytes = max_file_mb << 20
     as_root = os.geteuid() == 0
     uid = _pick_uid() if as_root else None
+    cg = cgroup.create(memory_mb << 20) if memory_cgroup and cgroup.enabled() else None
+    limits, fsize = _rlimits(memory_mb, cpu, max_procs, fs_bytes, cg is not None)
 
     prog_fd = _memfd("program", program.encode())
     stdin_fd = _memfd("stdin", stdin.encode())
+    bpf = None if cg else _no_sysv_ipc_filter()
+    bpf_fd = _memfd("seccomp", bpf) if bpf else None
     status_r, status_w = os.pipe()
     os.set_blocking(status_r, False)
-    cmd = ["bwrap"]
+    # bwrap joins the cgroup before it starts anything, so every descendant is in it too.
+    cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cg.procs] if cg else []
+    cmd += ["bwrap"]
     if as_root:
         # No user namespace on purpose (see module docstring); everything else unshared.
         cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
@@ -240,6 +306,7 @@ def run_sandboxed(
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/sandbox",
         "--setenv", "LC_ALL", "C.UTF-8",
         "--json-status-fd", str(status_w),
+        *(["--seccomp", str(bpf_fd)] if bpf_fd is not None else []),
         "--",
     ]
     if as_root:
@@ -248,24 +315,24 @@ def run_sandboxed(
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
         ]
     # Limits are set inside, after the uid switch, so they bind only the program (and
-    # bwrap itself is never starved); soft < hard CPU so the program first gets SIGXCPU.
-    cmd += [
-        "prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={memory_mb << 20}", f"--nproc={max_procs}",
-        f"--fsize={fs_bytes}", "--core=0", "--",
-        interpreter, "-I", "main.py",
-    ]
+    # bwrap itself is never starved).
+    cmd += ["prlimit", *limits, "--", interpreter, "-I", "main.py"]
 
     try:
         proc = subprocess.Popen(
             cmd, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(prog_fd, status_w), start_new_session=True, bufsize=0,
+            pass_fds=(prog_fd, status_w, *([bpf_fd] if bpf_fd is not None else [])),
+            start_new_session=True, bufsize=0,
         )
     except BaseException:
         os.close(status_r)
+        if cg:
+            cg.remove()
         raise
     finally:
-        for fd in (prog_fd, stdin_fd, status_w):
-            os.close(fd)
+        for fd in (prog_fd, stdin_fd, status_w, bpf_fd):
+            if fd is not None:
+                os.close(fd)
     out, err, status = bytearray(), bytearray(), bytearray()
     deadline = time.monotonic() + timeout_s
     try:
@@ -283,6 +350,9 @@ def run_sandboxed(
             _stop(proc, status_r, status)
         if uid is not None:
             _kill_uid(uid)
+        oom_kills = cg.oom_kills() if cg else 0
+        if cg:
+            cg.remove()
         proc.stdout.close()
         proc.stderr.close()
         _read_status(status_r, status)
@@ -294,7 +364,12 @@ def run_sandboxed(
         raise FactoryError(f"the code sandbox could not start: {first[0]}")
     stdout = bytes(out[:max_output_bytes]).decode(errors="replace")
     stderr = bytes(err[:max_output_bytes]).decode(errors="replace")
-    return SandboxResult(rc, stdout, stderr, timed_out, _classify(rc, stderr, timed_out, over_output))
+    reason = _classify(rc, stderr, timed_out, over_output)
+    if oom_kills:  # whichever process the kernel killed, and whatever the rest did next
+        reason = "memory_limit"
+    elif reason == "file_size_limit" and fsize < fs_bytes:
+        reason = "memory_limit"  # the fallback's file cap is a share of the memory budget
+    return SandboxResult(rc, stdout, stderr, timed_out, reason, "cgroup" if cg else "rlimit")
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,219 @@
+"""Attacks on the code verifier: memory past the limit, forged verdicts, slow samples.
+
+Each probe here is a program that a reward-hacking policy could write. Memory probes run
+twice, through the memory cgroup where this machine allows one and through the rlimit
+fallback (forced with FACTORY_SANDBOX_CGROUP=0), and check what is observable either way:
+the program is not ok and never got to hold the memory it asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from factory.verify import sandbox
+from factory.verify.code import verify_code
+from factory.verify.sandbox import run_sandboxed
+
+if not sandbox.sandbox_available():
+    pytest.skip("the code sandbox cannot run here (apt-get install -y bubblewrap util-linux)", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(60)
+
+_UIDS: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(monkeypatch):
+    """After every probe: no process of its sandboxes runs on, no cgroup of ours remains."""
+    pick = sandbox._pick_uid
+
+    def recording() -> int:
+        uid = pick()
+        _UIDS.add(uid)
+        return uid
+
+    monkeypatch.setattr(sandbox, "_pick_uid", recording)
+    _UIDS.clear()
+    before = _our_cgroups()
+    yield
+    deadline = time.monotonic() + 2
+    while (alive := [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) in _UIDS]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive, f"sandbox processes still running: {alive}"
+    assert _our_cgroups() <= before, "a sandbox cgroup was left behind"
+
+
+def _uid(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except FileNotFoundError:
+        return None
+
+
+def _our_cgroups() -> set[str]:
+    """The sandbox cgroups next to this process, in every hierarchy it is in."""
+    found = set()
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrl, path = line.split(":", 2)
+        v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        for root in [f"/sys/fs/cgroup/{c}" for c in ctrl.split(",")] if ctrl else v2:
+            found |= {str(p) for p in Path(root + path).glob("factory-sandbox-*")}
+    return found
+
+
+def _cgroup_possible() -> bool:
+    """Can this process make a memory cgroup (v1) next to itself? Checked by hand, not by the module."""
+    if os.geteuid() != 0:
+        return False
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrl, path = line.split(":", 2)
+        if "memory" in ctrl.split(","):
+            d = Path("/sys/fs/cgroup/memory" + path) / f"probe-{os.getpid()}"
+            try:
+                d.mkdir()
+            except OSError:
+                return False
+            d.rmdir()
+            return True
+    return False
+
+
+@pytest.fixture(params=["default", "rlimit"])
+def mode(request, monkeypatch) -> str:
+    """The memory mechanism the sandbox should use: the machine's best, or the forced fallback."""
+    if request.param == "rlimit":
+        monkeypatch.setenv("FACTORY_SANDBOX_CGROUP", "0")
+        return "rlimit"
+    return "cgroup" if _cgroup_possible() else "rlimit"
+
+
+ADD_CASE = [{"input": "1 2\n", "output": "3\n"}]
+
+# --- 1. memory: the limit holds for the whole program -------------------------------------
+
+# 64 memfds of 12 MB (each under the 16 MB file cap): 768 MB, three times the limit.
+MEMFD_HOARD = """
+import os
+chunk, fds = b"x" * (1 << 20), []
+for i in range(64):
+    fd = os.memfd_create(f"m{i}")
+    for _ in range(12):
+        os.write(fd, chunk)
+    fds.append(fd)
+print("HELD", len(fds) * 12, "MB", flush=True)
+print(sum(map(int, input().split())))
+"""
+
+# Four children of 200 MB each: every one under the per-process limit, 800 MB together.
+CHILDREN = """
+import os, sys, time
+r, w = os.pipe()
+for i in range(4):
+    if os.fork() == 0:
+        block = b"x" * (200 << 20)
+        os.write(w, b"1")
+        time.sleep(1)
+        os._exit(0)
+os.close(w)
+got = 0
+while got < 4 and os.read(r, 1):
+    got += 1
+if got < 4:
+    sys.exit(f"only {got} children could hold their memory")
+print("HELD", got * 200, "MB", flush=True)
+print(sum(map(int, input().split())))
+"""
+
+# Socket buffers are neither address space nor files: thousands of full socketpairs.
+MANY_FDS = """
+import socket
+held, socks, chunk = 0, [], b"x" * 65536
+while held < (512 << 20):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    socks.append((a, b))
+    while True:
+        try:
+            held += a.send(chunk)
+        except BlockingIOError:
+            break
+print("HELD", held >> 20, "MB in", 2 * len(socks), "fds", flush=True)
+print(sum(map(int, input().split())))
+"""
+
+# SysV shared memory outlives its mappings: attach, fill, detach, repeat (600 MB).
+SYSV_SHM = """
+import ctypes, ctypes.util, os
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+libc.shmat.restype, libc.shmat.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+for i in range(6):
+    sid = libc.shmget(0, 100 << 20, 0o1600)
+    if sid < 0:
+        raise OSError(ctypes.get_errno(), "shmget: " + os.strerror(ctypes.get_errno()))
+    addr = libc.shmat(sid, None, 0)
+    ctypes.memset(addr, 1, 100 << 20)
+    libc.shmdt(ctypes.c_void_p(addr))
+print("HELD", 600, "MB", flush=True)
+print(sum(map(int, input().split())))
+"""
+
+
+def test_memfd_hoarding_past_the_limit(mode):
+    t0 = time.monotonic()
+    res = run_sandboxed(MEMFD_HOARD, "1 2\n", memory_mb=256, timeout_s=20)
+    assert "HELD" not in res.stdout, f"the program held {res.stdout.split()[1:2]} MB with a 256 MB limit"
+    assert res.reason == "memory_limit", res
+    assert res.memory_limit_by == mode
+    assert time.monotonic() - t0 < 10
+    v = verify_code(MEMFD_HOARD, ADD_CASE, memory_mb=256, timeout_s=20)
+    assert (v.ok, v.reason) == (False, "memory_limit") and f"({mode})" in v.detail, v
+
+
+def test_children_together_past_the_limit(mode):
+    res = run_sandboxed(CHILDREN, "1 2\n", memory_mb=256, timeout_s=20)
+    assert "HELD" not in res.stdout, "four children held 800 MB with a 256 MB limit"
+    assert res.reason is not None and res.memory_limit_by == mode
+    if mode == "cgroup":
+        assert res.reason == "memory_limit", res
+    else:  # the fallback runs the program as a single task: the first fork is refused
+        assert res.reason == "runtime_error" and "Resource temporarily unavailable" in res.stderr, res
+    assert not verify_code(CHILDREN, ADD_CASE, memory_mb=256, timeout_s=20).ok
+
+
+def test_many_fds_cannot_hold_kernel_memory(mode):
+    res = run_sandboxed(MANY_FDS, "1 2\n", memory_mb=128, timeout_s=20)
+    assert "HELD" not in res.stdout, f"socket buffers held memory past the limit: {res.stdout!r}"
+    assert res.reason in ("runtime_error", "memory_limit") and "Too many open files" in res.stderr, res
+    assert not verify_code(MANY_FDS, ADD_CASE, memory_mb=128, timeout_s=20).ok
+
+
+def test_sysv_shared_memory_past_the_limit(mode):
+    res = run_sandboxed(SYSV_SHM, "1 2\n", memory_mb=256, timeout_s=20)
+    assert "HELD" not in res.stdout, "SysV segments held 600 MB with a 256 MB limit"
+    assert res.memory_limit_by == mode
+    if mode == "cgroup":
+        assert res.reason == "memory_limit", res
+    else:  # the fallback's seccomp filter refuses shmget
+        assert res.reason == "runtime_error" and "shmget" in res.stderr, res
+    assert not verify_code(SYSV_SHM, ADD_CASE, memory_mb=256, timeout_s=20).ok
+
+
+def test_fallback_is_chosen_by_parameter_and_still_runs_honest_programs():
+    big = "x = b'x' * (150 << 20)\nprint(len(x) >> 20)\n"  # 150 MB in one process: within 256
+    res = run_sandboxed(big, memory_mb=256, memory_cgroup=False)
+    assert (res.returncode, res.stdout, res.memory_limit_by) == (0, "150\n", "rlimit"), res
+    over = run_sandboxed("x = b'x' * (300 << 20)\n", memory_mb=256, memory_cgroup=False)
+    assert over.reason == "memory_limit" and over.memory_limit_by == "rlimit"
+
+
+@pytest.mark.skipif(not _cgroup_possible(), reason="no memory cgroup can be made here (not root, or none mounted)")
+def test_the_cgroup_is_used_where_the_machine_allows_one():
+    res = run_sandboxed("print('hello')", memory_mb=256)
+    assert res.returncode == 0 and res.memory_limit_by == "cgroup", res
+    ok = run_sandboxed("x = b'x' * (150 << 20)\nprint(len(x) >> 20)\n", memory_mb=256)
+    assert (ok.stdout, ok.reason) == ("150\n", None), ok
