@@ -217,3 +217,142 @@ def test_the_cgroup_is_used_where_the_machine_allows_one():
     assert res.returncode == 0 and res.memory_limit_by == "cgroup", res
     ok = run_sandboxed("x = b'x' * (150 << 20)\nprint(len(x) >> 20)\n", memory_mb=256)
     assert (ok.stdout, ok.reason) == ("150\n", None), ok
+
+
+# --- 2. verdicts cannot be forged from inside the sandbox --------------------------------
+
+ADD_ASSERTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(-1, 1) == 0"]
+
+# Every probe defines a wrong add(); each fooled the old token-after-the-asserts check.
+PROBES = {
+    "token_read_at_import": """
+import os, re, sys
+def add(a, b):
+    return a - b
+for name in os.listdir("/sandbox"):
+    for tok in re.findall(r"'([0-9a-f]{32})'", open("/sandbox/" + name, errors="replace").read()):
+        print(tok)
+sys.stdout.flush()
+os._exit(0)
+""",
+    "exit_inside_the_call": """
+import os, re
+def add(a, b):
+    for tok in re.findall(r"'([0-9a-f]{32})'", open("/sandbox/main.py").read()):
+        print(tok, flush=True)
+    os._exit(0)
+""",
+    "expected_values_read_from_files": """
+import os, re
+SEEN = ""
+for root in ("/sandbox", "/tmp"):
+    for name in os.listdir(root):
+        SEEN += open(os.path.join(root, name), errors="replace").read()
+def add(a, b):
+    m = re.search(rf"add\\({a}, {b}\\) == (-?\\d+)", SEEN)
+    return int(m.group(1)) if m else 0
+""",
+    "lying_eq": """
+class Anything:
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __hash__(self): return 0
+    def __repr__(self): return "3"
+class LyingInt(int):
+    def __eq__(self, other): return True
+    __hash__ = int.__hash__
+def add(a, b):
+    return Anything() if a == 1 else LyingInt(0)
+""",
+    "monkeypatched_builtins": """
+import builtins, json, os, re, sys
+TOKENS = re.findall(r"'([0-9a-f]{32})'", open("/sandbox/main.py").read())
+def say(*args, **kw):
+    os.write(1, "".join(t + "\\n" for t in TOKENS).encode())
+builtins.print = say
+builtins.repr = lambda obj: "3"
+builtins.isinstance = lambda obj, cls: True
+json.dumps = lambda *a, **k: "true"
+json.JSONEncoder.encode = lambda self, obj: "true"
+def hook(*exc):
+    say()
+    os._exit(0)
+sys.excepthook = hook
+def add(a, b):
+    return a - b
+""",
+    "fake_results_before_the_real_ones": """
+import atexit, os, re
+TOKENS = re.findall(r"'([0-9a-f]{32})'", open("/sandbox/main.py").read())
+fake = "".join(f'[{i}, "value", {v}]\\n' for i, v in enumerate([3, 4, 0])) + '"end"\\n'
+fake += "".join(t + "\\n" for t in TOKENS)
+for fd in range(1, 10):
+    try:
+        os.write(fd, fake.encode())
+    except OSError:
+        pass
+atexit.register(os._exit, 0)
+def add(a, b):
+    return a - b
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_forged_verdicts_are_wrong(name):
+    v = verify_code(PROBES[name], ADD_ASSERTS, timeout_s=10)
+    assert not v.ok, f"{name} passed the asserts with a wrong add()"
+    assert v.reason in ("wrong_output", "runtime_error"), v
+
+
+def test_a_failing_assert_names_the_test_and_the_value():
+    v = verify_code("def add(a, b):\n    return a - b\n", ADD_ASSERTS)
+    assert (v.ok, v.reason) == (False, "wrong_output"), v
+    assert "assert 1/3" in v.detail and "add(1, 2) == 3" in v.detail and "gave -1" in v.detail
+
+
+def test_honest_programs_still_pass_asserts():
+    chatty = "def add(a, b):\n    return a + b\nprint('debug:', add(1, 2))\nprint('[0, \"value\", 99]')\n"
+    assert verify_code(chatty, ADD_ASSERTS).ok, verify_code(chatty, ADD_ASSERTS)
+    prog = (
+        "import math\n"
+        "def pair(x):\n    return (x, x * 2)\n"
+        "def uniq(xs):\n    return set(xs)\n"
+        "def stats(xs):\n    return {'n': len(xs), 'mean': sum(xs) / len(xs)}\n"
+        "def root(x):\n    return math.sqrt(x)\n"
+        "def nothing():\n    return None\n"
+        "def max(xs):  # shadows the builtin on purpose\n    return 0\n"
+    )
+    tests = [
+        "assert pair(2) == (2, 4)",
+        "assert uniq([1, 1, 2]) == {1, 2}",
+        "assert stats([1, 2, 3]) == {'n': 3, 'mean': 2.0}",
+        "import math\nassert math.isclose(root(2), 1.41421356, rel_tol=1e-6)",
+        "assert abs(root(9) - 3) < 1e-9",
+        "assert nothing() is None",
+        "assert not uniq([])",
+        "assert sorted(uniq([3, 1])) == [1, 3] and len(pair(1)) == 2",
+        "assert max([1, 2]) == 0",  # the program's own max, not the builtin
+    ]
+    v = verify_code(prog, tests)
+    assert v.ok, v
+    bad = verify_code(prog, ["assert pair(2) == [2, 4]"])  # a tuple is not a list, as in Python
+    assert (bad.ok, bad.reason) == (False, "wrong_output")
+
+
+def test_asserts_that_compare_inside_the_sandbox_are_refused():
+    v = verify_code("def f(x):\n    return x\n", ["assert all(f(i) == i for i in range(3))"])
+    assert (v.ok, v.reason) == (False, "bad_tests") and "assert 1/1" in v.detail, v
+
+
+# --- 3. the time limit is per sample ----------------------------------------------------
+
+
+def test_time_limit_is_for_the_whole_sample():
+    slow = "import time\ntime.sleep(1)\nprint(sum(map(int, input().split())))\n"
+    cases = [{"input": f"{i} 1\n", "output": f"{i + 1}\n"} for i in range(8)]
+    t0 = time.monotonic()
+    v = verify_code(slow, cases, timeout_s=3)
+    took = time.monotonic() - t0
+    assert (v.ok, v.reason) == (False, "timeout"), v
+    assert took < 5, f"8 cases of 1 s took {took:.1f}s under a 3 s limit per sample"

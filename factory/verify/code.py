@@ -2,16 +2,21 @@
 
 Tests come in two shapes: stdin/stdout cases ([{"input", "output"}], {"cases": [...]},
 or APPS-style {"inputs": [...], "outputs": [...]}), and assert statements ([str] or
-{"asserts": [...]}) appended after the program. Either may arrive as a JSON string.
+{"asserts": [...]}). Either may arrive as a JSON string.
+
+Expected outputs never enter the sandbox, since whatever is in there the program can read
+or forge: a case's program only gets its stdin, and its stdout is compared here; an
+assert's calls into the program run in there and their results, as plain data, are
+compared here (factory/verify/asserts.py). The time limit covers all of a sample's tests.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
+import time
 
-from factory.verify import Verdict
+from factory.verify import Verdict, asserts
 from factory.verify.sandbox import SandboxResult, run_sandboxed
 
 # An opening fence starts a line ("```python"), or ends one after other text with a
@@ -96,7 +101,7 @@ def _parse_tests(tests: str | list | dict) -> tuple[str, list] | Verdict:
 def _failure(res: SandboxResult, where: str, timeout_s: float, memory_mb: int) -> Verdict:
     """The Verdict for a run that did not finish cleanly (res.reason is set)."""
     if res.reason == "timeout":
-        return Verdict(False, "timeout", f"{where}: over {timeout_s:g}s")
+        return Verdict(False, "timeout", f"{where}: the sample's tests took over {timeout_s:g}s")
     if res.reason == "memory_limit":
         return Verdict(False, "memory_limit", f"{where}: over {memory_mb} MB ({res.memory_limit_by})")
     if res.reason == "output_limit":
@@ -109,10 +114,15 @@ def _failure(res: SandboxResult, where: str, timeout_s: float, memory_mb: int) -
 def _run_cases(program: str, cases: list[tuple[str, str]], timeout_s: float, memory_mb: int) -> Verdict:
     # One sandbox per case: a shared in-sandbox driver would run with the program's uid,
     # so the program could tamper with it and forge results. Stop at the first failure.
+    # One deadline for them all: the time limit is per sample, not per case.
+    deadline = time.monotonic() + timeout_s
     for i, (stdin, expected) in enumerate(cases, 1):
-        cap = max(1 << 20, 2 * len(expected.encode()) + 4096)
-        res = run_sandboxed(program, stdin, timeout_s=timeout_s, memory_mb=memory_mb, max_output_bytes=cap)
         where = f"case {i}/{len(cases)}"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Verdict(False, "timeout", f"{where}: the sample's tests took over {timeout_s:g}s")
+        cap = max(1 << 20, 2 * len(expected.encode()) + 4096)
+        res = run_sandboxed(program, stdin, timeout_s=left, memory_mb=memory_mb, max_output_bytes=cap)
         if res.reason is not None:
             return _failure(res, where, timeout_s, memory_mb)
         if _normalise(res.stdout) != _normalise(expected):
@@ -124,31 +134,42 @@ def _run_cases(program: str, cases: list[tuple[str, str]], timeout_s: float, mem
     return Verdict(True)
 
 
-def _run_asserts(program: str, asserts: list[str], timeout_s: float, memory_mb: int) -> Verdict:
-    # A fresh token printed after the last assert: a program that exits early (sys.exit,
-    # os._exit) would otherwise skip every assert and still exit 0.
-    token = secrets.token_hex(16)
-    parts = [program.rstrip("\n"), ""]
-    starts = []  # 1-based line of each assert, to name the one that failed
-    line = program.rstrip("\n").count("\n") + 3
-    for a in asserts:
-        starts.append(line)
-        parts.append(a.rstrip("\n"))
-        line += a.rstrip("\n").count("\n") + 1
-    parts.append(f"print({token!r})")
-    res = run_sandboxed("\n".join(parts) + "\n", timeout_s=timeout_s, memory_mb=memory_mb)
+def _run_asserts(program: str, tests: list[str], timeout_s: float, memory_mb: int) -> Verdict:
+    try:
+        plan = asserts.plan(tests, program)
+    except asserts.BadTests as e:
+        return Verdict(False, "bad_tests", str(e))
+    # Results scale with the tests' own size (expected values are about as big).
+    cap = max(1 << 20, 4 * sum(len(t) for t in tests) + 4096)
+    res = run_sandboxed(asserts.harness(program, plan), timeout_s=timeout_s, memory_mb=memory_mb,
+                        max_output_bytes=cap)
     if res.reason is not None:
-        last = (res.stderr.strip().splitlines() or [""])[-1]
-        if res.reason == "runtime_error" and last.startswith("AssertionError"):
-            # The outermost main.py frame is the failing line; map it back to its assert.
-            frames = re.findall(r'File "/sandbox/main\.py", line (\d+)', res.stderr)
-            at = int(frames[0]) if frames else 0
-            hit = [i for i, s in enumerate(starts) if s <= at]
-            if hit:  # else the program's own assert failed: a runtime error, below
-                what = f"assert {hit[-1] + 1}/{len(asserts)}: {_clip(asserts[hit[-1]].strip())}"
-                return Verdict(False, "wrong_output", f"{what} failed")
         return _failure(res, "asserts", timeout_s, memory_mb)
-    if res.stdout.rstrip("\n").rsplit("\n", 1)[-1] != token:
+    try:
+        results, complete = asserts.parse_results(res.stdout, len(plan.calls))
+    except asserts.Malformed as e:
+        return Verdict(False, "wrong_output", f"asserts: the result stream was tampered with ({e})")
+    n = len(plan.checks)
+    for i, check in enumerate(plan.checks, 1):
+        what = f"assert {i}/{n}: {_clip(check.source)}"
+        if any(k >= len(results) for k in check.calls):
+            return Verdict(False, "runtime_error", f"{what}: the program exited before the asserts finished")
+        try:
+            passed = bool(asserts.evaluate(check.test, results))
+        except asserts.CallFailed as e:
+            call = _clip(plan.calls[e.k], 80)
+            if e.kind == "unplain":
+                return Verdict(False, "wrong_output", f"{what}: {call} {_clip(str(e))}")
+            if str(e).startswith("MemoryError"):
+                return Verdict(False, "memory_limit", f"{what}: {call} raised {_clip(str(e))} ({res.memory_limit_by})")
+            return Verdict(False, "runtime_error", f"{what}: {call} raised {_clip(str(e))}")
+        except Exception as e:  # the check itself failed on the values, as `assert None < 1` would
+            return Verdict(False, "runtime_error", f"{what}: {type(e).__name__}: {_clip(str(e))}")
+        if not passed:
+            gave = "; ".join(f"{_clip(plan.calls[k], 60)} gave {asserts.show(results[k][1])}"
+                             for k in check.calls if results[k][0] == "value")
+            return Verdict(False, "wrong_output", f"{what} failed" + (f" ({gave})" if gave else ""))
+    if not complete:
         return Verdict(False, "runtime_error", "the program exited before the asserts finished")
     return Verdict(True)
 
