@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-import yaml
 
 from factory import shards
 from factory.assets import shipped_dir
 from factory.errors import FactoryError
+from factory.files import read_yaml_file
 from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
 from factory.filters.base import Outcome, Reject, build
 from factory.sample import SCHEMA, to_table
@@ -64,10 +64,7 @@ def load_chain(name_or_path: str, extra: list[Path] | None = None) -> Chain:
         path = found[0]
     if not path.is_file():
         raise FactoryError(f"{name_or_path}: no such chain file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise FactoryError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
         raise FactoryError(f"{path}: a chain is a mapping with 'name', 'description' and a non-empty 'steps' list")
     steps: list[tuple[str, Any]] = []

@@ -49,14 +49,14 @@ def user_errors(fn: Any) -> Any:
 
 
 def _parse_engine_args(items: list[str] | None) -> dict[str, Any]:
-    import yaml
+    from factory.files import parse_yaml_value
 
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise FactoryError(f"bad --engine-arg '{item}': write KEY=VALUE, e.g. --engine-arg max_model_len=4096")
-        out[key.replace("-", "_")] = yaml.safe_load(value)
+        out[key.replace("-", "_")] = parse_yaml_value(value, f"--engine-arg {key}")
     return out
 
 
@@ -77,7 +77,7 @@ def generate(
     seed_mode: Annotated[str, typer.Option(help="request: each prompt has its own seed (resumed runs repeat texts); engine: only the engine is seeded.")] = "request",
     prompt_mode: Annotated[str, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
     mapping: Annotated[list[str] | None, typer.Option("--map", help="Column mapping FIELD=COLUMN for problem, answer, tests, task, id.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N problems.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
     templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files (searched first).")] = None,
     engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE, e.g. max_model_len=4096.")] = None,
@@ -139,7 +139,7 @@ def import_(
     format_: Annotated[str, typer.Option("--format", "-f", help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
     model: Annotated[str, typer.Option("--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
     mapping: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, finish_reason, completion_tokens, prefill, model.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Import only the first N rows.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N rows.")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
     allow_empty: Annotated[bool, typer.Option(help="Keep empty completions as failed samples instead of refusing the source.")] = False,
@@ -289,6 +289,7 @@ def sql(
     run: Annotated[str, typer.Argument(help="Run name or path.")],
     statement: Annotated[str, typer.Argument(help="SQL over the views generated, curated and rejected.")],
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+    unsafe: Annotated[bool, typer.Option(help="Let the statement read and write other files (DuckDB's file access), on your own machine.")] = False,
 ) -> None:
     """Ad-hoc DuckDB SQL over a run, e.g. which problems never pass, which reason dominates."""
     from rich.table import Table
@@ -296,7 +297,7 @@ def sql(
     from factory.shards import resolve_run
     from factory.sql import query
 
-    table = query(resolve_run(run), statement)
+    table = query(resolve_run(run), statement, unsafe=unsafe)
     out = Table(*table.column_names)
     for row in table.slice(0, limit).to_pylist():
         out.add_row(*("" if v is None else str(v) for v in row.values()))
@@ -336,11 +337,12 @@ def export(
         raise FactoryError("say where: --to DIR (a local dataset folder) and/or --to-hub USER/NAME")
     if to_hub:
         check_token()  # a missing or rejected token fails here, before any work
-    folder = to or Path(tempfile.mkdtemp(prefix="factory-export-")) / "dataset"
-    summary = export_run(resolve_run(run), folder)
-    console.print(f"exported {summary['rows']} rows in {summary['files']} files -> {summary['path']}")
-    if to_hub:
-        console.print(f"uploaded to {upload(folder, to_hub, private=private)}")
+    with tempfile.TemporaryDirectory(prefix="factory-export-") as scratch:  # removed on any exit
+        folder = to or Path(scratch) / "dataset"
+        summary = export_run(resolve_run(run), folder)
+        console.print(f"exported {summary['rows']} rows in {summary['files']} files -> {summary['path']}")
+        if to_hub:
+            console.print(f"uploaded to {upload(folder, to_hub, private=private)}")
 
 
 @app.command("run")
@@ -405,7 +407,7 @@ def eval_(
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "r1_zero",
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy, with n 1).")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 256,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N problems.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE.")] = None,
 ) -> None:

@@ -20,6 +20,7 @@ from factory.errors import FactoryError
 def compute_funnel(run_dir: Path) -> dict[str, Any]:
     steps: dict[str, dict[str, Any]] = {}
     order: list[str] = []
+    shards.readable_shards(run_dir, "generated")  # a damaged input shard is named, not counted past
     markers = [shards.marker_path(p) for p in shards.done_shards(run_dir, "curated")]
     markers += [shards.marker_path(p) for p in shards.done_shards(run_dir, "rejected") if p.name.startswith("global-")]
     if not markers:

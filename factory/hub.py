@@ -187,7 +187,7 @@ def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str 
     """Write the run's curated samples and a dataset card to `to`, atomically; return a summary."""
     run_dir, to = Path(run_dir), Path(to)
     manifest = shards.read_manifest(run_dir)
-    inputs = shards.done_shards(run_dir, "curated")
+    inputs = shards.readable_shards(run_dir, "curated")
     if not inputs:
         raise FactoryError(f"{run_dir}: no curated samples to export; filter it first: factory filter {run_dir}")
     if shard_rows < 1:
@@ -198,6 +198,8 @@ def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str 
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
     n_files = max(1, math.ceil(total / shard_rows))
     to.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in [*to.parent.glob(f".{to.name}.*.tmp"), *to.parent.glob(f".{to.name}.*.old")]:
+        shutil.rmtree(leftover, ignore_errors=True)  # an earlier export killed before it could clean up
     tmp = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}.", suffix=".tmp"))
     files: list[str] = []
     tokens: list[int] = []
@@ -216,7 +218,7 @@ def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str 
         (tmp / "data").mkdir()
         buffer: list[dict[str, Any]] = []
         for path in inputs:  # one input shard and one output file in memory at a time
-            for row in pq.read_table(path, schema=SCHEMA).to_pylist():
+            for row in shards.read_shard(path).to_pylist():
                 buffer.append(_export_row(row))
                 model = model or row.get("model")
                 if row.get("completion_tokens") is not None:

@@ -22,6 +22,7 @@ import yaml
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.files import parse_yaml_value, read_yaml_file
 from factory.sample import stable_hash
 
 STAGES = ("generate", "filter", "train", "export")
@@ -50,7 +51,7 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -
                 node = recipe[part] = {}
             if not isinstance(node, dict):
                 raise FactoryError(f"bad --set '{item}': {where} has no mapping at '{part}'")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = parse_yaml_value(value, f"--set {key}")
         if not parents and leaf in STAGES and node[leaf] is None:
             del node[leaf]
 
@@ -81,14 +82,14 @@ def _check_generate(g: dict[str, Any], path: Path) -> dict[str, Any]:
 def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise FactoryError(f"{path}: no such recipe; the shipped ones are in recipes/")
-    try:
-        recipe = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise FactoryError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    recipe = read_yaml_file(path) or {}
     if isinstance(recipe, dict):
         apply_overrides(recipe, overrides or [], path)
     if not isinstance(recipe, dict) or not recipe.get("run"):
         raise FactoryError(f"{path}: a recipe needs `run: NAME` and stages among {', '.join(STAGES)}")
+    if not shards.RUN_NAME.fullmatch(str(recipe["run"])):  # a shared recipe must not write outside the runs folder
+        raise FactoryError(f"{path}: run {str(recipe['run'])!r} is not a run name (letters, digits, '.', '_', '-'); "
+                           "choose where runs live with FACTORY_RUNS_DIR")
     unknown = set(recipe) - {"run", "name", "description", "executor", "ray", *STAGES}
     if unknown:
         raise FactoryError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
@@ -146,7 +147,7 @@ def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
     base = load_chain(str(settings.get("chain", "cold_start")))
     if "decontaminate" not in settings and "dedup" not in settings:
         return base
-    data = yaml.safe_load(base.path.read_text())
+    data = read_yaml_file(base.path)
 
     def name(step: Any) -> str:
         return step if isinstance(step, str) else next(iter(step))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -31,11 +32,24 @@ def runs_root() -> Path:
     return Path(os.environ.get("FACTORY_RUNS_DIR", "data/runs"))
 
 
+# A run name is a name: no path parts, nothing a terminal would show otherwise than written.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def resolve_run(run: str) -> Path:
-    """A run name (under data/runs/) or a path to a run folder."""
-    path = Path(run)
-    if path.is_absolute() or os.sep in run or path.exists():
-        return path
+    """A run name (a folder under the runs folder), or a folder written as a path (`./x`, `/abs/x`).
+
+    A bare name always means the runs folder: a folder of that name in the working directory is
+    never guessed, and a name cannot climb out (`..`) or hide characters (newlines, RTL overrides)."""
+    if run.startswith(("/", "./")):
+        if any(not c.isprintable() for c in run):
+            raise FactoryError(f"run folder {run!r} has characters that are not printable; write a plain path")
+        return Path(run)
+    if not RUN_NAME.fullmatch(run) or run in (".", ".."):
+        raise FactoryError(
+            f"bad run name {run!r}: use 1-100 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+            "or give a folder as a path: ./NAME or /abs/NAME"
+        )
     return runs_root() / run
 
 
@@ -100,11 +114,33 @@ def done_shards(run_dir: Path, stage: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.parquet") if is_done(p)) if folder.is_dir() else []
 
 
+def read_shard(path: Path) -> pa.Table:
+    """One finished shard; a damaged one (truncated, overwritten) is named with what to do."""
+    try:
+        return pq.read_table(path, schema=SCHEMA)
+    except (OSError, pa.ArrowException) as e:
+        stage = path.parent.name
+        fix = ("delete it and its .done marker, then rerun the command that made it" if stage == "generated"
+               else "rerun `factory filter` with --redo")
+        raise FactoryError(f"{path}: damaged shard ({str(e).splitlines()[0][:120]}); {fix}") from None
+
+
+def readable_shards(run_dir: Path, stage: str) -> list[Path]:
+    """The stage's finished shards, each footer read once, so a damaged one is named before a query meets it."""
+    paths = done_shards(run_dir, stage)
+    for path in paths:
+        try:
+            pq.ParquetFile(path).close()
+        except (OSError, pa.ArrowException):
+            read_shard(path)  # raises the one-line error naming the shard
+    return paths
+
+
 def read_table(run_dir: Path, stage: str) -> pa.Table:
     shards = done_shards(run_dir, stage)
     if not shards:
         return SCHEMA.empty_table()
-    return pa.concat_tables(pq.read_table(p, schema=SCHEMA) for p in shards)
+    return pa.concat_tables(read_shard(p) for p in shards)
 
 
 def read_samples(run_dir: Path, stage: str) -> list[dict[str, Any]]:
@@ -125,7 +161,19 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = run_dir / MANIFEST
     if not path.exists():
         raise FactoryError(f"{run_dir}: not a run folder (no {MANIFEST}); run `factory generate` first")
-    return json.loads(path.read_text())
+    return _load_manifest(path)
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, checked: a hand-edited or damaged one is named, never half-trusted."""
+    fix = "restore it, or delete the run folder to start over"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FactoryError(f"{path}: not valid JSON ({e}); {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or not isinstance(data.get("fingerprint"), str):
+        raise FactoryError(f"{path}: not a run manifest (needs an object with 'fingerprint' and a 'config' object); {fix}")
+    return data
 
 
 def check_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
@@ -133,7 +181,7 @@ def check_run(run_dir: Path, config: dict[str, Any], fingerprint: str) -> None:
     path = run_dir / MANIFEST
     if not path.exists():
         return
-    old = json.loads(path.read_text())
+    old = _load_manifest(path)
     if old.get("fingerprint") != fingerprint:
         changed = [k for k in config if old.get("config", {}).get(k) != config[k]]
         raise FactoryError(

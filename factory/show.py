@@ -20,7 +20,7 @@ def show_run(run_dir: Path, stage: str, n: int, console: Console) -> None:
     manifest = shards.read_manifest(run_dir)
     if stage not in STAGES:
         raise FactoryError(f"unknown stage '{stage}': use {', '.join(STAGES)}")
-    files = shards.done_shards(run_dir, stage)
+    files = shards.readable_shards(run_dir, stage)
     config = manifest.get("config", {})
     console.print(
         f"[bold]{run_dir}[/]  template [cyan]{config.get('template')}[/]  model [cyan]{config.get('model')}[/]  "

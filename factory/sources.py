@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ def _builtin(spec: str) -> list[Problem]:
         max_operand = int(params.get("max_operand", 12))
     except ValueError as e:
         raise FactoryError(f"bad number in '{spec}': {e}") from None
+    if n < 1 or max_operand < 2:
+        raise FactoryError(f"'{spec}': n must be at least 1 and max_operand at least 2")
     problems = []
     for p in arithmetic.generate(n, seed=seed, max_operand=max_operand):
         problems.append(
@@ -85,8 +88,13 @@ def _builtin(spec: str) -> list[Problem]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FactoryError(f"{path}:{lineno}: not UTF-8 text (bad byte at column {e.start + 1}); "
+                                   "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -107,8 +115,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if suffix in (".jsonl", ".json") and path.is_file():
         return _read_jsonl(path)
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f))
+        csv.field_size_limit(sys.maxsize)  # long problems and reference solutions are normal data
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                return list(csv.DictReader(f))
+        except UnicodeDecodeError as e:
+            raise FactoryError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); save the file as UTF-8") from None
+        except csv.Error as e:
+            raise FactoryError(f"{path}: not a readable CSV file ({e})") from None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 

@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
+import jinja2.sandbox
 
 from factory.assets import shipped_dir
 from factory.errors import FactoryError
+from factory.files import read_yaml_file
 from factory.formats import get_format, parse_output
 from factory.parsers import Parsed
 from factory.sources import Problem
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# Templates are data that users share: they render in Jinja's sandbox, where attribute walks to
+# Python internals (`cycler.__init__.__globals__.os`) raise SecurityError instead of running.
+_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 REQUIRED_KEYS = ("name", "description", "format", "base", "chat")
 
 
@@ -60,6 +63,9 @@ class Template:
     def _render(self, text: str, p: Problem, where: str) -> str:
         try:
             return _ENV.from_string(text).render(**self.context(p))
+        except jinja2.exceptions.SecurityError as e:
+            raise FactoryError(f"{self.path}: the {where} reaches into Python internals ({e}); a template may use "
+                               "its fields and Jinja filters only") from None
         except jinja2.TemplateError as e:
             raise FactoryError(f"{self.path}: cannot render {where}: {e}") from None
 
@@ -79,10 +85,7 @@ class Template:
 
 
 def _load_file(path: Path) -> Template:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise FactoryError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data = read_yaml_file(path)
     if not isinstance(data, dict):
         raise FactoryError(f"{path}: a template must be a YAML mapping with keys {', '.join(REQUIRED_KEYS)}")
     missing = [k for k in REQUIRED_KEYS if k not in data]

@@ -168,10 +168,10 @@ def test_read_manifest_of_a_non_run(tmp_path):
 def test_resolve_run(runs_dir, tmp_path, monkeypatch):
     assert shards.resolve_run("exp1") == runs_dir / "exp1"
     assert shards.resolve_run(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
-    assert shards.resolve_run("a/b") == Path("a/b")
+    assert shards.resolve_run("./a/b") == Path("a/b")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "local").mkdir()
-    assert shards.resolve_run("local") == Path("local")  # an existing folder wins
+    assert shards.resolve_run("local") == runs_dir / "local"  # a name is never guessed from the working directory
 
 
 def test_resolve_run_default_root(monkeypatch):

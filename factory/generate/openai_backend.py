@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from factory.errors import FactoryError
+from factory.errors import FactoryError, redact
 from factory.generate.base import Completion, ProgressFn, Request
 from factory.sample import Sampling
 
@@ -141,10 +141,10 @@ class OpenAIBackend:
                 return await self._request(client, request, index, sampling, stop)
             except retryable as e:
                 if attempt == self.max_retries:
-                    return Completion("", "error", error=f"{type(e).__name__} after {attempt + 1} tries: {e}")
+                    return Completion("", "error", error=redact(f"{type(e).__name__} after {attempt + 1} tries: {e}", self.api_key))
                 await asyncio.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
             except o.APIError as e:  # 4xx other than 429: retrying cannot help
-                return Completion("", "error", error=f"{type(e).__name__}: {e}")
+                return Completion("", "error", error=redact(f"{type(e).__name__}: {e}", self.api_key))
         raise AssertionError("unreachable")
 
     async def _request(

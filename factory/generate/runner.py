@@ -101,8 +101,9 @@ def plan_run(config: GenerateConfig) -> Plan:
     templates = [load_template(n, [Path(d) for d in config.templates_dirs]) for n in template_names(config.template)]
     problems = load_problems(config.problems, config.mapping, config.limit)
     for p in problems[:1]:
-        for t in templates:
-            t.context(p)  # a template that needs inputs the source lacks fails here, not later
+        for t in templates:  # a template that needs inputs the source lacks, or breaks, fails here, not later
+            t.render_base(p)
+            t.render_messages(p)
     per_shard = max(1, config.shard_size // config.sampling.n)
     return Plan(templates, problems, per_shard)
 

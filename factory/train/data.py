@@ -81,7 +81,7 @@ def _run_examples(run_dir: Path) -> list[tuple[str, Messages]]:
         )
     rows = []
     for f in files:
-        for i, row in enumerate(pq.read_table(f, schema=SCHEMA).to_pylist()):
+        for i, row in enumerate(shards.read_shard(f).to_pylist()):
             where = f"{f} row {i + 1}"
             rows.append((where, _check_messages(sample_to_messages(row), where)))
     return rows
