@@ -28,15 +28,20 @@ from factory.chain import FILTER_MANIFEST
 from factory.errors import FactoryError
 from factory.funnel import compute_funnel
 from factory.sample import SCHEMA
-from factory.train.data import sample_to_messages
+from factory.train.data import prompt_messages, sample_to_messages
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+# `messages` for SFT trainers; `prompt` + `completion` in TRL's conversational prompt-completion form
+# (its trainers then take the loss on the completion only); `solution` is what open-r1's rewards read.
 EXPORT_SCHEMA = pa.schema(
-    [("messages", MESSAGES)]
-    + [(c, pa.string()) for c in ("reasoning", "final", "answer", "problem", "problem_id", "id")]
+    [("messages", MESSAGES), ("prompt", MESSAGES), ("completion", MESSAGES)]
+    + [(c, pa.string()) for c in ("reasoning", "final", "answer", "solution", "problem", "problem_id", "id")]
     + [(c, pa.string()) for c in ("source", "task", "template", "model")]
     + [("completion_tokens", pa.int32()), ("scores", pa.string())]
 )
+# The `rejected` config: the same columns plus which step rejected each sample and why.
+REJECTED_SCHEMA = pa.schema([*EXPORT_SCHEMA, ("rejected_by", pa.string()), ("reason", pa.string())])
+LANGUAGE_SAMPLE = 500  # problems read to name the card's languages
 TAGS = ["reasoning", "chain-of-thought", "synthetic", "rejection-sampling"]
 # The Hub's size_categories values; the first bound above the row count names the bucket.
 SIZES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
@@ -51,9 +56,11 @@ def size_category(n: int) -> str:
     return next((name for bound, name in SIZES if n < bound), "1B<n<10B")
 
 
-def _export_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {name: row.get(name) for name in EXPORT_SCHEMA.names}
-    out["messages"] = sample_to_messages(row)  # the prefill goes into the assistant turn, as SFT trains it
+def _export_row(row: dict[str, Any], schema: pa.Schema = EXPORT_SCHEMA) -> dict[str, Any]:
+    out = {name: row.get(name) for name in schema.names}
+    prompt = prompt_messages(row)  # the template's system prompt and the problem's turn
+    answer = sample_to_messages(row)[-1]  # the prefill goes into the assistant turn, as SFT trains it
+    out.update(messages=[*prompt, answer], prompt=prompt, completion=[answer], solution=row.get("answer"))
     return out
 
 
@@ -66,7 +73,8 @@ def _features(t: pa.DataType) -> dict[str, Any]:
 
 def _is_export(path: Path) -> bool:
     data = path / "data"
-    return (path / "README.md").is_file() and data.is_dir() and all(f.name.startswith("train-") for f in data.iterdir())
+    return (path / "README.md").is_file() and data.is_dir() and all(f.name.startswith(("train-", "rejected-"))
+                                                                    for f in data.iterdir())
 
 
 def _swap_into_place(tmp: Path, to: Path) -> None:
@@ -109,10 +117,11 @@ def _chain_section(run_dir: Path) -> list[str]:
     return lines
 
 
-def _card_body(run_dir: Path, manifest: dict[str, Any], rows: int, model: str | None,
-               tokens: list[int], chars: list[int]) -> str:
+def _card_body(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, Any]]) -> str:
+    train = splits["train"]
+    rows, tokens, chars = train["rows"], train["tokens"], train["chars"]
     config = manifest.get("config", {})
-    model = config.get("model") or model or "unknown"
+    model = config.get("model") or train["model"] or "unknown"
     sampling = config.get("sampling") or {}
     funnel = compute_funnel(run_dir)  # from the shard markers: always matches the shards on disk
     lines = [
@@ -120,8 +129,12 @@ def _card_body(run_dir: Path, manifest: dict[str, Any], rows: int, model: str | 
         "",
         f"{rows} synthetic reasoning samples in the style of DeepSeek-R1, made by rejection sampling: "
         f"the model `{model}` wrote several completions per problem and a chain of filters kept the "
-        "correct, well-formed ones. `messages` is a chat example (user: the problem; assistant: the "
-        "full completion, reasoning and final answer) ready for SFT; `reasoning` and `final` hold its parts.",
+        "correct, well-formed ones. `messages` is a chat example (the template's system prompt, the "
+        "problem, and the assistant's full completion, reasoning and final answer) ready for SFT; "
+        "`prompt` and `completion` hold the same turns in TRL's prompt-completion form (so the loss "
+        "falls on the completion only); `reasoning` and `final` hold its parts; `solution` is the gold answer."
+        + (f" The `rejected` config holds the {splits['rejected']['rows']} rejected samples with the step "
+           "that rejected each (`rejected_by`) and why (`reason`)." if "rejected" in splits else ""),
         "",
         "## Generation",
         "",
@@ -155,6 +168,7 @@ def _card_body(run_dir: Path, manifest: dict[str, Any], rows: int, model: str | 
         "```python",
         "from datasets import load_dataset",
         'ds = load_dataset("REPO_ID_OR_FOLDER", split="train")',
+        *(['rejected = load_dataset("REPO_ID_OR_FOLDER", "rejected", split="train")'] if "rejected" in splits else []),
         "```",
         "",
         f"Made with reasoning-factory {__version__}.",
@@ -162,29 +176,95 @@ def _card_body(run_dir: Path, manifest: dict[str, Any], rows: int, model: str | 
     return "\n".join(lines) + "\n"
 
 
-def _card(run_dir: Path, manifest: dict[str, Any], rows: int, model: str | None, tokens: list[int],
-          chars: list[int], nbytes: int, download: int, license: str) -> Any:
+def _languages(texts: list[str]) -> list[str]:
+    """The languages of the problems, each with at least a tenth of them (detected offline)."""
+    from factory.lang import detect_language
+
+    counts: dict[str, int] = {}
+    for text in texts:
+        code = detect_language(text)
+        if code and code != "und":
+            counts[code] = counts.get(code, 0) + 1
+    return sorted(c for c, n in counts.items() if n >= 0.1 * len(texts)) or ["en"]
+
+
+def _source_datasets(config: dict[str, Any]) -> list[str] | None:
+    """The Hub dataset the problems came from (`hf:ORG/NAME[:SPLIT]`), for the card's `source_datasets`."""
+    problems = str(config.get("problems") or "")
+    return [problems.removeprefix("hf:").split(":", 1)[0]] if problems.startswith("hf:") else None
+
+
+def _card(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, Any]], download: int, license: str) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData  # imported here: only export needs it
 
+    train = splits["train"]
+    configs = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    infos = [{"config_name": "default", "features": [{"name": f.name, **_features(f.type)} for f in EXPORT_SCHEMA],
+              "splits": [{"name": "train", "num_bytes": train["nbytes"], "num_examples": train["rows"]}],
+              "dataset_size": train["nbytes"]}]
+    if "rejected" in splits:
+        rej = splits["rejected"]
+        configs.append({"config_name": "rejected", "data_files": [{"split": "train", "path": "data/rejected-*"}]})
+        infos.append({"config_name": "rejected", "features": [{"name": f.name, **_features(f.type)} for f in REJECTED_SCHEMA],
+                      "splits": [{"name": "train", "num_bytes": rej["nbytes"], "num_examples": rej["rows"]}],
+                      "dataset_size": rej["nbytes"]})
+    infos[0]["download_size"] = download
     data = DatasetCardData(
         license=license,
-        size_categories=[size_category(rows)],
+        language=_languages(train["texts"]),
+        source_datasets=_source_datasets(manifest.get("config", {})),
+        size_categories=[size_category(train["rows"])],
         task_categories=["text-generation"],
         tags=TAGS,
         pretty_name=run_dir.name,
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        dataset_info={
-            "features": [{"name": f.name, **_features(f.type)} for f in EXPORT_SCHEMA],
-            "splits": [{"name": "train", "num_bytes": nbytes, "num_examples": rows}],
-            "download_size": download,
-            "dataset_size": nbytes,
-        },
+        configs=configs,
+        dataset_info=infos[0] if len(infos) == 1 else infos,
     )
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + _card_body(run_dir, manifest, rows, model, tokens, chars))
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + _card_body(run_dir, manifest, splits))
 
 
-def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str = "apache-2.0") -> dict[str, Any]:
-    """Write the run's curated samples and a dataset card to `to`, atomically; return a summary."""
+def _write_split(tmp: Path, prefix: str, inputs: list[Path], shard_rows: int, run_dir: Path) -> dict[str, Any]:
+    """One split's rows as data/{prefix}-NNNNN-of-MMMMM.parquet, one input shard and one output file in memory at a time."""
+    schema = EXPORT_SCHEMA if prefix == "train" else REJECTED_SCHEMA
+    # File names carry the file count, so count rows first (Parquet footers only: cheap).
+    total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
+    n_files = max(1, math.ceil(total / shard_rows))
+    out: dict[str, Any] = {"rows": total, "files": [], "tokens": [], "chars": [], "nbytes": 0, "model": None,
+                           "texts": []}
+
+    def flush(rows: list[dict[str, Any]]) -> None:
+        name = f"data/{prefix}-{len(out['files']):05d}-of-{n_files:05d}.parquet"
+        table = pa.Table.from_pylist(rows, schema=schema)
+        pq.write_table(table, tmp / name, row_group_size=ROW_GROUP)  # default snappy: every reader has it
+        out["nbytes"] += table.nbytes
+        out["files"].append(name)
+
+    buffer: list[dict[str, Any]] = []
+    seen = 0
+    for path in inputs:
+        for row in shards.read_shard(path).to_pylist():
+            buffer.append(_export_row(row, schema))
+            seen += 1
+            out["model"] = out["model"] or row.get("model")
+            if row.get("completion_tokens") is not None:
+                out["tokens"].append(row["completion_tokens"])
+            out["chars"].append(len(row.get("reasoning") or ""))
+            if len(out["texts"]) < LANGUAGE_SAMPLE:
+                out["texts"].append(row.get("problem") or "")
+            if len(buffer) == shard_rows:
+                flush(buffer)
+                buffer = []
+    if buffer or not out["files"]:
+        flush(buffer)
+    if seen != total or len(out["files"]) != n_files:
+        raise FactoryError(f"{run_dir}: the {prefix} shards changed during the export; run it again")
+    return out
+
+
+def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str = "apache-2.0",
+               rejected: bool = False) -> dict[str, Any]:
+    """Write the run's curated samples (and with `rejected`, the rejected ones with their reasons, as a
+    second config) and a dataset card to `to`, atomically; return a summary."""
     run_dir, to = Path(run_dir), Path(to)
     manifest = shards.read_manifest(run_dir)
     inputs = shards.readable_shards(run_dir, "curated")
@@ -194,50 +274,28 @@ def export_run(run_dir: Path, to: Path, shard_rows: int = 100_000, license: str 
         raise FactoryError(f"shard_rows {shard_rows} must be at least 1")
     if to.exists() and (not to.is_dir() or (any(to.iterdir()) and not _is_export(to))):
         raise FactoryError(f"{to} exists and is not an earlier export; choose another folder or remove it")
-    # File names carry the file count, so count rows first (Parquet footers only: cheap).
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)
-    n_files = max(1, math.ceil(total / shard_rows))
+    rejected_inputs = shards.readable_shards(run_dir, "rejected") if rejected else []
     to.parent.mkdir(parents=True, exist_ok=True)
     for leftover in [*to.parent.glob(f".{to.name}.*.tmp"), *to.parent.glob(f".{to.name}.*.old")]:
         shutil.rmtree(leftover, ignore_errors=True)  # an earlier export killed before it could clean up
     tmp = Path(tempfile.mkdtemp(dir=to.parent, prefix=f".{to.name}.", suffix=".tmp"))
-    files: list[str] = []
-    tokens: list[int] = []
-    chars: list[int] = []
-    nbytes, model = 0, None
-
-    def flush(rows: list[dict[str, Any]]) -> None:
-        nonlocal nbytes
-        name = f"data/train-{len(files):05d}-of-{n_files:05d}.parquet"
-        table = pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA)
-        pq.write_table(table, tmp / name, row_group_size=ROW_GROUP)  # default snappy: every reader has it
-        nbytes += table.nbytes
-        files.append(name)
-
     try:
         (tmp / "data").mkdir()
-        buffer: list[dict[str, Any]] = []
-        for path in inputs:  # one input shard and one output file in memory at a time
-            for row in shards.read_shard(path).to_pylist():
-                buffer.append(_export_row(row))
-                model = model or row.get("model")
-                if row.get("completion_tokens") is not None:
-                    tokens.append(row["completion_tokens"])
-                chars.append(len(row.get("reasoning") or ""))
-                if len(buffer) == shard_rows:
-                    flush(buffer)
-                    buffer = []
-        if buffer or not files:
-            flush(buffer)
-        if len(chars) != total or len(files) != n_files:
-            raise FactoryError(f"{run_dir}: the curated shards changed during the export; run it again")
+        train = _write_split(tmp, "train", inputs, shard_rows, run_dir)
+        splits = {"train": train}
+        if rejected:
+            splits["rejected"] = _write_split(tmp, "rejected", rejected_inputs, shard_rows, run_dir)
+        files = [f for split in splits.values() for f in split["files"]]
         download = sum((tmp / f).stat().st_size for f in files)
-        _card(run_dir, manifest, total, model, tokens, chars, nbytes, download, license).save(tmp / "README.md")
+        _card(run_dir, manifest, splits, download, license).save(tmp / "README.md")
         _swap_into_place(tmp, to)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"rows": total, "files": [*files, "README.md"], "path": str(to)}
+    result = {"rows": train["rows"], "files": [*files, "README.md"], "path": str(to)}
+    if rejected:
+        result["rejected_rows"] = splits["rejected"]["rows"]
+    return result
 
 
 # ---------------------------------------------------------------- upload

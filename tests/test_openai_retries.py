@@ -1,7 +1,8 @@
-"""Retries, backoff and the concurrency bound of the openai backend.
+"""Retries (the SDK's, honouring Retry-After), one request per prompt with n, per-sample token
+counts and the concurrency bound of the openai backend.
 
 A real server cannot be made to fail on demand, so these use a small HTTP server on
-loopback that speaks the OpenAI completions API and fails as told.
+loopback that speaks the OpenAI completions API (as vLLM does) and fails as told.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from factory.sample import Sampling
 
 
 class FlakyServer:
-    def __init__(self, fail_first: int, status: int = 503, delay: float = 0.0):
+    def __init__(self, fail_first: int, status: int = 503, delay: float = 0.0, retry_after: str | None = "0.01"):
         self.fail_first, self.status, self.delay = fail_first, status, delay
+        # Failures carry Retry-After (seconds), which the client must wait; short by default for speed.
+        self.retry_after = retry_after
+        self.times: list[float] = []
+        self.bodies: list[dict] = []
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -37,19 +42,23 @@ class FlakyServer:
             def _send(self, code: int, body: dict):
                 data = json.dumps(body).encode()
                 self.send_response(code)
+                if code != 200 and server.retry_after is not None:
+                    self.send_header("Retry-After", server.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "stand-in", "object": "model"}]})
+                self._send(200, {"object": "list", "data": [{"id": "stand-in", "object": "model", "owned_by": "vllm"}]})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.calls += 1
                     call = server.calls
+                    server.times.append(time.monotonic())
+                    server.bodies.append(body)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     if "seed" in body:
@@ -59,11 +68,16 @@ class FlakyServer:
                     server.in_flight -= 1
                 if call <= server.fail_first:
                     return self._send(server.status, {"error": {"message": "try later", "type": "server_error"}})
+                n = body.get("n", 1)
+                # vLLM with return_token_ids: each sample's own tokens (sample i has 7 + i of them).
+                choices = [{"index": i, "text": "<think>1 + 1 = 2</think> <answer>2", "finish_reason": "stop",
+                            "stop_reason": "</answer>", "logprobs": None,
+                            **({"token_ids": list(range(7 + i))} if body.get("return_token_ids") else {})}
+                           for i in range(n)]
                 self._send(200, {
-                    "id": "c", "object": "text_completion", "created": 0, "model": "stand-in",
-                    "choices": [{"index": 0, "text": "<think>1 + 1 = 2</think> <answer>2", "finish_reason": "stop",
-                                 "stop_reason": "</answer>", "logprobs": None}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+                    "id": "c", "object": "text_completion", "created": 0, "model": "stand-in", "choices": choices,
+                    "usage": {"prompt_tokens": 5, "completion_tokens": sum(7 + i for i in range(n)),
+                              "total_tokens": 5 + sum(7 + i for i in range(n))},
                 })
 
         return Handler
@@ -78,7 +92,7 @@ class FlakyServer:
 
 
 def _generate(base: str, n: int, requests: int = 1, **options):
-    backend = OpenAIBackend(None, base_url=base, backoff=0.01, **options)
+    backend = OpenAIBackend(None, base_url=base, **options)
     progress: list[int] = []
     out = backend.generate(
         [Request(key=str(i), text="What is 1 + 1?", seed=7) for i in range(requests)],
@@ -100,7 +114,7 @@ def test_persistent_failure_is_recorded_not_raised():
     server = FlakyServer(fail_first=10**6)
     with server as base:
         _, out, _ = _generate(base, n=2, max_retries=2)
-    assert server.calls == 6  # 2 samples x (1 try + 2 retries)
+    assert server.calls == 3  # one request for both samples: 1 try + 2 retries
     assert all(c.error and "after 3 tries" in c.error and c.finish_reason == "error" for c in out[0])
 
 
@@ -111,14 +125,24 @@ def test_client_errors_are_not_retried():
     assert server.calls == 1 and "BadRequest" in out[0][0].error
 
 
-def test_concurrency_is_bounded_and_each_sample_has_its_own_seed():
+def test_one_request_per_prompt_with_n_bounded_concurrency_and_per_sample_tokens():
     server = FlakyServer(fail_first=0, delay=0.05)
     with server as base:
         _, out, progress = _generate(base, n=4, requests=5, concurrency=3)
     assert len(out) == 5 and all(len(group) == 4 for group in out)
+    assert server.calls == 5 and all(b["n"] == 4 for b in server.bodies)  # not one request per sample
     assert 1 < server.max_in_flight <= 3
     assert sum(progress) == 20
-    assert sorted(set(server.seeds)) == [7, 8, 9, 10]  # request seed + sample index
+    assert server.seeds == [7] * 5  # vLLM seeds sample i with 7 + i: the texts per-sample requests got
+    assert [c.completion_tokens for c in out[0]] == [7, 8, 9, 10]  # each sample's own count, not the total
+
+
+def test_retry_after_is_honoured():
+    server = FlakyServer(fail_first=1, status=429, retry_after="1")
+    with server as base:
+        _, out, _ = _generate(base, n=1, max_retries=2)
+    assert out[0][0].error is None and server.calls == 2
+    assert server.times[1] - server.times[0] >= 0.95  # the SDK's own backoff would wait about 0.5 s
 
 
 def test_model_the_server_does_not_serve_is_a_clear_error():

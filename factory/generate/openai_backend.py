@@ -1,10 +1,13 @@
 """Any OpenAI-compatible server (`vllm serve`, SGLang, TGI, hosted APIs).
 
-One request per sample, so each sample has its own token counts, seed and error. Reasoning a
-server returns apart from the answer (`reasoning_content`) is put back in front of it. A
-semaphore bounds the requests in flight; transient failures (connection, timeout, 429,
-5xx) are retried with exponential backoff and jitter; a sample that still fails records
-its error and the shard goes on.
+One request per prompt asks for all `n` samples at once, as a client of the server would: vLLM
+seeds sample i of a request with `seed + i`, so the texts are the same as one request per sample
+with those seeds (what earlier versions sent), and a resumed shard samples what a clean run did.
+Per-sample token counts come from vLLM's `return_token_ids` (the usage block only has totals).
+Reasoning a server returns apart from the answer (`reasoning_content`) is put back in front of
+it. A semaphore bounds the requests in flight; the OpenAI SDK retries transient failures
+(connection, timeout, 408/409/429, 5xx) with its exponential backoff, honouring `Retry-After`;
+a request that still fails records its error on its samples and the shard goes on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 from typing import Any
 
 import httpx
@@ -22,7 +24,7 @@ from factory.generate.base import Completion, ProgressFn, Request
 from factory.sample import Sampling
 
 
-def _check_server(base_url: str, api_key: str, timeout: float) -> list[str]:
+def _check_server(base_url: str, api_key: str, timeout: float) -> list[dict[str, Any]]:
     """Fail fast, before any work, when the server is down or the URL is wrong."""
     url = base_url.rstrip("/") + "/models"
     try:
@@ -37,8 +39,8 @@ def _check_server(base_url: str, api_key: str, timeout: float) -> list[str]:
     if r.status_code != 200:
         raise FactoryError(f"{url} answered HTTP {r.status_code}; is --base-url the API root (ending in /v1)?")
     try:
-        return [m["id"] for m in r.json().get("data", [])]
-    except (ValueError, KeyError, TypeError):
+        return [{"id": m["id"], "owned_by": m.get("owned_by")} for m in r.json().get("data", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise FactoryError(f"{url} did not answer like an OpenAI-compatible server") from None
 
 
@@ -72,13 +74,13 @@ class OpenAIBackend:
         concurrency: int = 32,
         max_retries: int = 4,
         timeout: float = 600.0,
-        backoff: float = 1.0,
         **_: Any,
     ):
         import openai
 
         self.api_key = os.environ.get(api_key_env) or "EMPTY"
-        served = _check_server(base_url, self.api_key, timeout=min(timeout, 10.0))
+        models = _check_server(base_url, self.api_key, timeout=min(timeout, 10.0))
+        served = [m["id"] for m in models]
         if not model:
             if not served:
                 raise FactoryError(f"the server at {base_url} lists no models; pass --model")
@@ -86,10 +88,11 @@ class OpenAIBackend:
         elif served and model not in served:
             raise FactoryError(f"the server at {base_url} does not serve '{model}'; it serves: {', '.join(served)}")
         self.model = model
+        # vLLM returns each sample's token ids on request; other servers would reject the field.
+        self.token_ids = any(m["id"] == model and m["owned_by"] == "vllm" for m in models)
         self.base_url = base_url
         self.concurrency = concurrency
         self.max_retries = max_retries
-        self.backoff = backoff
         self.timeout = timeout
         self._openai = openai
 
@@ -112,71 +115,73 @@ class OpenAIBackend:
     async def _generate_all(
         self, requests: list[Request], sampling: Sampling, stop: list[str], progress: ProgressFn
     ) -> list[list[Completion]]:
+        # The SDK's own retries: exponential backoff with jitter, and the server's Retry-After.
         client = self._openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
+            base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries, timeout=self.timeout
         )
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one(request: Request, index: int) -> Completion:
+        async def one(request: Request) -> list[Completion]:
             async with limit:
-                c = await self._with_retries(client, request, index, sampling, stop)
-            progress(1, c.completion_tokens or 0)
-            return c
+                completions = await self._with_errors(client, request, sampling, stop)
+            progress(len(completions), sum(c.completion_tokens or 0 for c in completions))
+            return completions
 
         try:
-            tasks = [[one(r, i) for i in range(sampling.n)] for r in requests]
-            flat = await asyncio.gather(*(t for group in tasks for t in group))
+            return list(await asyncio.gather(*(one(r) for r in requests)))
         finally:
             await client.close()
-        n = sampling.n
-        return [list(flat[k * n : (k + 1) * n]) for k in range(len(requests))]
 
-    async def _with_retries(
-        self, client: Any, request: Request, index: int, sampling: Sampling, stop: list[str]
-    ) -> Completion:
+    async def _with_errors(self, client: Any, request: Request, sampling: Sampling, stop: list[str]) -> list[Completion]:
+        """The request's n samples, or n failed samples that say why (a secret the server echoed masked)."""
         o = self._openai
-        retryable = (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError)
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await self._request(client, request, index, sampling, stop)
-            except retryable as e:
-                if attempt == self.max_retries:
-                    return Completion("", "error", error=redact(f"{type(e).__name__} after {attempt + 1} tries: {e}", self.api_key))
-                await asyncio.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
-            except o.APIError as e:  # 4xx other than 429: retrying cannot help
-                return Completion("", "error", error=redact(f"{type(e).__name__}: {e}", self.api_key))
-        raise AssertionError("unreachable")
+        try:
+            return await self._request(client, request, sampling, stop)
+        except (o.APIConnectionError, o.APITimeoutError, o.RateLimitError, o.InternalServerError) as e:
+            error = f"{type(e).__name__} after {self.max_retries + 1} tries: {e}"
+        except o.APIError as e:  # 4xx other than 408/409/429: retrying cannot help
+            error = f"{type(e).__name__}: {e}"
+        return [Completion("", "error", error=redact(error, self.api_key)) for _ in range(sampling.n)]
 
-    async def _request(
-        self, client: Any, request: Request, index: int, sampling: Sampling, stop: list[str]
-    ) -> Completion:
+    async def _request(self, client: Any, request: Request, sampling: Sampling, stop: list[str]) -> list[Completion]:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
-            "n": 1,
+            "n": sampling.n,
         }
         if stop:
             kwargs["stop"] = stop
         if request.seed is not None:
-            # One request per sample: sample i of a request gets its own stable seed.
-            kwargs["seed"] = (request.seed + index) % (2**31 - 1)
+            kwargs["seed"] = request.seed  # sample i gets seed + i on vLLM
+        extra: dict[str, Any] = {}
         if sampling.top_k > 0:
-            kwargs["extra_body"] = {"top_k": sampling.top_k}
+            extra["top_k"] = sampling.top_k
+        if self.token_ids:
+            extra["return_token_ids"] = True
+        if extra:
+            kwargs["extra_body"] = extra
         if request.messages is not None:
             r = await client.chat.completions.create(messages=request.messages, **kwargs)
-            choice = r.choices[0]
-            text = with_reasoning(choice.message)
+            texts = [with_reasoning(choice.message) for choice in r.choices]
         else:
             r = await client.completions.create(prompt=request.text or "", **kwargs)
-            choice, text = r.choices[0], r.choices[0].text or ""
-        stop_reason = (choice.model_extra or {}).get("stop_reason")
+            texts = [choice.text or "" for choice in r.choices]
         usage = r.usage
-        return Completion(
-            text=text,
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            stop_reason=stop_reason if isinstance(stop_reason, str) else None,
-        )
+        out = []
+        for choice, text in sorted(zip(r.choices, texts), key=lambda ct: ct[0].index):
+            extra_fields = choice.model_extra or {}
+            ids = extra_fields.get("token_ids")
+            tokens = len(ids) if isinstance(ids, list) else (usage.completion_tokens if usage and len(r.choices) == 1 else None)
+            stop_reason = extra_fields.get("stop_reason")
+            out.append(Completion(
+                text=text,
+                finish_reason=choice.finish_reason,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=tokens,
+                stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+            ))
+        if len(out) != sampling.n:
+            raise self._openai.APIError(f"the server returned {len(out)} samples for n={sampling.n}", None, body=None)
+        return out

@@ -163,6 +163,11 @@ def sample_rows(
     # "<think>\n"): a chat API's prompt is rendered by the server, so there only the completion tells.
     prompt_known = mode == "base" or backend.chat_prefill
     context = kept_context(p, template)
+    # The prompt as chat turns for exports and trainers: the template's system prompt and the problem's
+    # turn, without few-shot example turns (scaffolding for the generator, not what a student is asked).
+    rendered = template.render_messages(p)
+    users = [m for m in rendered if m["role"] == "user"]
+    messages = [m for m in rendered if m["role"] == "system"] + users[-1:]
     for i, c in enumerate(completions):
         text = c.text
         if template.keep_stop and c.stop_reason in template.stop:
@@ -201,6 +206,7 @@ def sample_rows(
                         "prefill": prefill,
                         # The format the completion is in (what `auto` detected, when it could).
                         "format": parsed.format if parsed and parsed.format else template.format,
+                        "messages": messages,
                         "context": context,
                     },
                     ensure_ascii=False,

@@ -40,6 +40,17 @@ def sample_to_messages(row: dict[str, Any]) -> Messages:
     ]
 
 
+def prompt_messages(row: dict[str, Any]) -> Messages:
+    """The turns a sample answered: the template's system prompt and the problem's turn as generation
+    recorded them (or an imported conversation's), else the problem alone as the user's turn."""
+    meta = row.get("metadata") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    recorded = meta.get("messages")
+    if isinstance(recorded, list) and recorded and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in recorded):
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in recorded]
+    return [{"role": "user", "content": row["problem"] or ""}]
+
+
 def _builtin_examples(spec: str) -> list[Messages]:
     """R1-Zero format answers written from the arithmetic task's own step-by-step solution."""
     return [
@@ -87,7 +98,7 @@ def _run_examples(run_dir: Path) -> list[tuple[str, Messages]]:
     return rows
 
 
-def _file_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def _file_rows(path: Path, pattern: str = "*.parquet") -> list[tuple[str, dict[str, Any]]]:
     """(location, row) pairs from a JSONL file or Parquet file(s); location names file and row."""
     if path.suffix == ".jsonl":
         rows = []
@@ -98,7 +109,7 @@ def _file_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
                 except json.JSONDecodeError as e:
                     raise FactoryError(f"{path}:{lineno}: malformed JSON ({e.msg}); one object per line") from None
         return rows
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    files = sorted(path.glob(pattern)) if path.is_dir() else [path]
     if not files or any(f.suffix != ".parquet" for f in files):
         raise FactoryError(f"{path}: use a run folder, a .parquet or .jsonl file, or a folder of .parquet shards")
     rows = []
@@ -111,18 +122,41 @@ def _file_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def _run_folder(source: str) -> Path | None:
+    """The run a source names (a run name, or a folder holding a manifest), else None."""
+    path = Path(source)
+    if (path / shards.MANIFEST).exists():
+        return path
+    if shards.RUN_NAME.fullmatch(source) and (shards.runs_root() / source / shards.MANIFEST).exists():
+        return shards.runs_root() / source
+    return None
+
+
+def _dataset_rows(source: str, limit: int | None) -> list[tuple[str, Any]]:
+    """Rows of an `hf:` dataset or a folder `datasets` saved or reads (an export folder among them)."""
+    from factory.sources import read_rows
+
+    path = Path(source)
+    if path.is_dir() and (path / "data").is_dir() and any((path / "data").glob("train-*.parquet")):
+        return _file_rows(path / "data", pattern="train-*.parquet")  # an export: its default config
+    return [(f"{source} row {i + 1}", r) for i, r in enumerate(read_rows(source, limit))]
+
+
 def load_sft_examples(source: str, column: str = "messages", limit: int | None = None) -> list[Messages]:
-    """Examples from a run (name or folder: its curated shards), a file or folder with a
-    `column` of messages, or `builtin:arithmetic?n=...&seed=...`."""
+    """Examples from a run (name or folder: its curated shards), an export folder, a `datasets`
+    folder, `hf:ORG/NAME[:SPLIT]`, a file or folder with a `column` of messages, or
+    `builtin:arithmetic?n=...&seed=...`."""
     if source.startswith("builtin:"):
         return _builtin_examples(source)[:limit]
     path = Path(source)
-    run_dir = shards.resolve_run(source)
-    if (run_dir / shards.MANIFEST).exists():
+    run_dir = _run_folder(source)
+    if run_dir is not None:
         examples = [m for _, m in _run_examples(run_dir)]
-    elif path.exists():
+    elif source.startswith("hf:") or path.exists():
         examples = []
-        for where, row in _file_rows(path):
+        saved = path.is_dir() and not any(path.glob("*.parquet")) and not path.suffix
+        rows = _dataset_rows(source, limit) if source.startswith("hf:") or saved else _file_rows(path)
+        for where, row in rows:
             if not isinstance(row, dict) or column not in row:
                 columns = ", ".join(row) if isinstance(row, dict) else type(row).__name__
                 raise FactoryError(
