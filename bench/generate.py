@@ -38,11 +38,11 @@ def main() -> None:
     ap.add_argument("--base-url", help="openai: a running server (default: start one on loopback)")
     ap.add_argument("--concurrency", type=int, default=32)
     args = ap.parse_args()
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if args.backend == "openai":
         return bench_server(args)
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     from vllm import LLM, SamplingParams
     from vllm.platforms import current_platform
 
@@ -137,6 +137,8 @@ def bench_server(args: argparse.Namespace) -> None:
              "--served-model-name", "bench"], stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}/v1"
         for _ in range(600):
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited; its log: {work / 'serve.log'}")
             try:
                 if httpx.get(f"{base}/models", timeout=2).status_code == 200:
                     break

@@ -1,14 +1,18 @@
 """Offline language consistency and mixed-language detection for reasoning text.
 
 R1's language-consistency reward is the share of chain-of-thought words in the target
-language, and R1 rejected samples that mix languages. A model-based detector (lingua)
-missed half of the mixed samples in a trial, mostly because math, numbers and short
-clauses dilute its statistics; a Unicode-script heuristic caught all of them. So:
+language, and R1 rejected samples that mix languages. A model-based detector run on raw
+reasoning misses mixed samples, mostly because math, numbers and short clauses dilute its
+statistics; a Unicode-script heuristic catches them. So the text is masked first, scripts
+come from code points, and languages that share a script are told apart by py3langid
+(97 languages, its model ships in the package) on the masked words:
 
 * Scripts come from code points. Chinese/Japanese have no spaces, so each Han, kana and
   hangul character counts as one word; other scripts count runs of letters.
-* Latin-script languages (en, es, fr, de, pt, it) are told apart by small stopword lists.
-  Text with no stopword evidence is "en" for detection and "the target" for checks.
+* Languages sharing a script (Latin, Cyrillic, Arabic, Devanagari) are identified by py3langid
+  when there are enough words; a sentence of another Latin language inside reasoning is found by
+  small stopword lists (en, es, fr, de, pt, it) or, when the sentence has few of the target's
+  stopwords, by py3langid being sure of another language. A few words with no evidence are "en".
 * Neutral (not counted): digits, symbols, math spans and LaTeX commands, code spans and
   identifiers, URLs, format tags (<think>, <|...|>, "| special_token |"), single ASCII letters,
   all-caps tokens (API, ABC), units and math function names (km, sin), single Greek letters,
@@ -241,11 +245,45 @@ def _latin_scores(words: list[Word]) -> Counter:
     return scores
 
 
+@functools.cache
+def _identifier():
+    # py3langid: a naive Bayes model over byte n-grams for 97 languages, shipped in the package (offline).
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def identify(words: list[Word]) -> tuple[str, float]:
+    """(language, probability) of the words read together, by py3langid."""
+    return _identifier().classify(" ".join(w.text for w in words))
+
+
+# Enough words for the identifier to be sure of a sentence, and how sure it must be to call it foreign.
+_MIN_IDENTIFY_WORDS = 5
+_FOREIGN_PROBABILITY = 0.95
+# A sentence in the target language nearly always has some of its stopwords; one with fewer than this
+# share (a Dutch sentence in English reasoning) is given to the identifier.
+_TARGET_STOPWORD_SHARE = 0.2
+
+
+def _few_target_stopwords(words: list[str], target: str) -> bool:
+    stop = _STOP.get(target)
+    return stop is None or sum(w.lower() in stop for w in words) < _TARGET_STOPWORD_SHARE * len(words)
+
+
 def _latin_foreign(words: list[Word], target: str) -> str | None:
-    """Another Latin language with clear stopword evidence (>= 2 votes, twice the target's), else None."""
+    """Another Latin language: clear stopword evidence (>= 2 votes, twice the target's), or, for a
+    sentence long enough, py3langid sure of another language while the target's stopwords are few."""
     scores = _latin_scores(words) if target in _STOP else Counter()
     best, score = (scores.most_common(1) or [(None, 0)])[0]
-    return best if best != target and score >= 2 and score >= 2 * scores[target] else None
+    if best != target and score >= 2 and score >= 2 * scores[target]:
+        return best
+    latin = [w for w in words if w.script == "Latin"]
+    if len(latin) >= _MIN_IDENTIFY_WORDS and _few_target_stopwords([w.text for w in latin], target):
+        lang, p = identify(latin)
+        if lang != target and p >= _FOREIGN_PROBABILITY and _TARGET_SCRIPTS.get(lang, {"Latin"}) == {"Latin"}:
+            return lang
+    return None
 
 
 def _buckets(words: list[Word]) -> Counter:
@@ -258,11 +296,21 @@ def _buckets(words: list[Word]) -> Counter:
     return +counts
 
 
+# Scripts several languages share: the identifier tells them apart (Dutch from English, Ukrainian from Russian).
+_SHARED_SCRIPTS = {"Latin", "Cyrillic", "Arabic", "Devanagari"}
+
+
 def _language_of(words: list[Word], script: str) -> str:
-    if script == "Latin":
+    same = [w for w in words if w.script == script]
+    if script in _SHARED_SCRIPTS and len(same) >= 3:
+        lang, p = identify(same)
+        # Close languages share the probability (id/ms, no/da), so a sentence-long text needs less of it.
+        if p >= (0.5 if len(same) >= _MIN_IDENTIFY_WORDS else 0.8) and script in _TARGET_SCRIPTS.get(lang, {"Latin"}):
+            return lang
+    if script == "Latin":  # a few words, or the identifier unsure: stopwords, else English
         scores = _latin_scores(words)
         best = scores.most_common(1)
-        return best[0][0] if best and best[0][1] >= 1 else "en"  # no evidence: English
+        return best[0][0] if best and best[0][1] >= 1 else "en"
     if script == "Cyrillic":
         uk = sum(bool(set(w.text.lower()) & set("іїєґ")) for w in words)
         ru = sum(bool(set(w.text.lower()) & set("ыэъё")) for w in words)
@@ -346,8 +394,9 @@ def _ascii_stats(text: str, target: str) -> LanguageStats | None:
     """The common case at regex speed: ASCII text, Latin target, too little foreign stopword
     evidence anywhere (no language reaches 2 votes in the whole text) for any sentence to be foreign. None: do the full analysis."""
     cleaned = _prepare(text)[1]
-    if not cleaned.isascii() or "Latin" not in _TARGET_SCRIPTS.get(target, {"Latin"}) or not _ASCII_WORD.search(cleaned):
-        return None
+    if (not cleaned.isascii() or target not in _STOP or "Latin" not in _TARGET_SCRIPTS.get(target, {"Latin"})
+            or not _ASCII_WORD.search(cleaned)):
+        return None  # targets without stopword lists (nl, tr, id...) are read sentence by sentence
     scores: Counter = Counter()
     counts = Counter(w.lower() for w in _ASCII_WORD.findall(cleaned) if len(w) > 1)  # single letters are neutral
     for low in counts.keys() & _VOTES.keys():
@@ -355,6 +404,10 @@ def _ascii_stats(text: str, target: str) -> LanguageStats | None:
             scores[lang] += counts[low] / len(_VOTES[low])
     if max((v for lang, v in scores.items() if lang != target), default=0) >= 2:
         return None  # some sentence may be foreign: the full analysis decides
+    for m in _SENTENCE.finditer(cleaned):  # a sentence with few target stopwords may be in a language without a list
+        words = [w for w in _ASCII_WORD.findall(m.group()) if len(w) > 1]
+        if len(words) >= _MIN_IDENTIFY_WORDS and _few_target_stopwords(words, target):
+            return None
     best = scores.most_common(1)
     return LanguageStats(best[0][0] if best and best[0][1] >= 1 else "en", 1.0, False, None)
 
