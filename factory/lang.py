@@ -20,10 +20,8 @@ come from code points, and languages that share a script are told apart by py3la
   reasoning, or Chinese with variable names and units, is not called mixed.
 
 Shares: a text with no words has share 1.0 (nothing is inconsistent). Share is by script,
-except that Latin words in a sentence with clear stopword evidence for another Latin
-language (e.g. a Spanish sentence in English reasoning) do not count for the target.
-Targets with no stopword list here (e.g. "nl") are checked at script level only, and
-languages sharing a script without a list (ru/uk, ar/fa, hi/mr) are not told apart.
+except that Latin words in a sentence found to be in another Latin language (e.g. a Spanish
+or Dutch sentence in English reasoning) do not count for the target.
 """
 
 from __future__ import annotations
