@@ -160,9 +160,11 @@ def bench_server(args: argparse.Namespace) -> None:
 
             async def one(r):
                 async with limit:
+                    # The same request the factory sends (it asks vLLM for each sample's token ids).
                     out = await client.chat.completions.create(
                         model=backend.model, messages=r.messages, n=args.n, temperature=1.0, top_p=1.0,
-                        max_tokens=args.max_tokens, seed=r.seed, stop=stop)
+                        max_tokens=args.max_tokens, seed=r.seed, stop=stop,
+                        extra_body={"return_token_ids": True} if backend.token_ids else None)
                 return out.usage.completion_tokens
 
             try:
@@ -197,7 +199,9 @@ def bench_server(args: argparse.Namespace) -> None:
             our_rates.append(tokens_f / dt_f)
             print(f"round {r}: raw client {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
         b, f = max(bare_rates), max(our_rates)
-        print(f"\n{len(requests)} prompts x n={args.n}, max_tokens={args.max_tokens}, server {base}")
+        ratios = sorted(o / r for o, r in zip(our_rates, bare_rates))
+        print(f"\nper-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; median {ratios[len(ratios) // 2]:.3f}")
+        print(f"{len(requests)} prompts x n={args.n}, max_tokens={args.max_tokens}, server {base}")
         print(f"raw AsyncOpenAI client: {b:,.0f} tok/s   factory --backend openai: {f:,.0f} tok/s   ratio {f / b:.3f}")
     finally:
         if server is not None:

@@ -28,13 +28,20 @@ def evaluate(
     model: str, problems: str, n: int = 4, k: int | None = None, template: str = "r1_zero",
     temperature: float = 1.0, max_tokens: int = 256, seed: int = 0, limit: int | None = None,
     run_dir: Path | None = None, backend: str = "vllm", backend_options: dict[str, Any] | None = None,
-    log: Any = lambda _m: None,
+    log: Any = lambda _m: None, top_p: float = 1.0, mapping: dict[str, str] | None = None, prompt_mode: str = "auto",
 ) -> dict[str, Any]:
     k = k or n
-    sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, n=n, seed=seed)
+    if not 1 <= k <= n:
+        from factory.errors import FactoryError
+
+        raise FactoryError(f"--k {k} must be between 1 and --n {n}: pass@k needs at least k samples per problem")
+    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=n, seed=seed)
     config = GenerateConfig(problems=problems, model=model, template=template, backend=backend, sampling=sampling,
-                            limit=limit, backend_options=backend_options or {})
-    key = stable_hash(str(Path(model).resolve()), model_digest(model), problems, template, sampling.as_dict(), limit)
+                            limit=limit, backend_options=backend_options or {}, mapping=mapping or {},
+                            prompt_mode=prompt_mode)
+    # The model's identity (a served name for a server), its weights, and everything that changes the samples.
+    where = str(Path(model).resolve()) if backend == "vllm" else f"{backend}:{(backend_options or {}).get('base_url')}:{model}"
+    key = stable_hash(where, model_digest(model), problems, template, sampling.as_dict(), limit, mapping or {}, prompt_mode)
     run_dir = run_dir or shards.runs_root() / f"eval-{key}"  # a retrained model gets a new run
     run_generation(config, run_dir, log=log)
     return {"model": model, **score_samples(shards.read_samples(run_dir, "generated"), k), "run": str(run_dir)}
