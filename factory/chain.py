@@ -1,20 +1,27 @@
 """Filter chains: YAML files naming steps and settings, run over a run's shards.
 
-Per-sample steps run shard by shard in worker processes (all cores); each shard writes
+Per-sample steps run shard by shard in worker processes (all cores); each shard gives
 `curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns plus
-`rejected_by` and `reason`) and a marker with its per-step counts. Global steps then run
-in DuckDB over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and
-then removes those rows from the curated shards, so a crash at any point resumes cleanly.
+`rejected_by` and `reason`) and a marker with its per-step counts. Workers only write temp
+files and die with the filter process; the process holding the run lock renames them into
+place, so nothing reaches the run folder without the lock. Global steps then run in DuckDB
+over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and then
+removes those rows from the curated shards, so a kill at any point resumes cleanly. The run
+ends by checking the funnel: every generated sample in exactly one of curated/ and rejected/.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,6 +31,7 @@ import pyarrow.parquet as pq
 
 from factory import shards
 from factory.assets import shipped_dir
+from factory.crash import crash_point
 from factory.errors import FactoryError
 from factory.files import read_yaml_file
 from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
@@ -138,14 +146,34 @@ def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, l
     return samples, rejected_all, steps_stats
 
 
+def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """A shard's outputs as temp files beside their final paths: only the lock holder commits them."""
+    return {
+        "index": index, "steps": steps_stats,
+        "rejected": (str(shards.write_temp(shards.shard_path(run, "rejected", index), to_table(rejected))), len(rejected)),
+        "curated": (str(shards.write_temp(shards.shard_path(run, "curated", index), to_table(kept))), len(kept)),
+    }
+
+
+def commit_filtered(run: Path, out: dict[str, Any]) -> None:
+    """Under the run lock: rejected first, then curated, whose marker says the shard is filtered."""
+    from factory.lock import fence
+
+    fence(run)
+    index = out["index"]
+    tmp, rows = out["rejected"]
+    shards.commit_shard(shards.shard_path(run, "rejected", index), Path(tmp), {"rows": rows}, point="filter.rejected")
+    tmp, rows = out["curated"]
+    shards.commit_shard(shards.shard_path(run, "curated", index), Path(tmp), {"rows": rows, "steps": out["steps"]},
+                        point="filter.curated")
+
+
 def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> None:
-    # Rejected first: the curated marker is what says the shard is filtered.
-    shards.write_shard(shards.shard_path(run, "rejected", index), to_table(rejected), {})
-    shards.write_shard(shards.shard_path(run, "curated", index), to_table(kept), {"steps": steps_stats})
+    commit_filtered(run, _stage_outputs(run, index, kept, rejected, steps_stats))
 
 
 def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
-    """Worker: run the chain's per-sample steps over one generated shard and write its outputs."""
+    """Worker: run the chain's per-sample steps over one generated shard; its outputs as temp files."""
     run = Path(run_dir)
     source = shards.shard_path(run, "generated", index)
     try:
@@ -153,8 +181,30 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
     except Exception as e:  # a corrupt shard is bad input, reported with its path
         raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); regenerate it by deleting it and its .done marker") from None
     kept, rejected, steps_stats = filter_samples(samples, load_chain(chain_path))
-    write_filtered(run, index, kept, rejected, steps_stats)
-    return {"index": index, "steps": steps_stats}
+    return _stage_outputs(run, index, kept, rejected, steps_stats)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker must not outlive the filter process that started it.
+
+    A killed parent never sends EOF; its workers would finish their queued shards with no
+    lock holder, then wait forever."""
+    try:  # Linux: the kernel kills this worker when its parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # elsewhere the watchdog below ends it within a second
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def load_chain_text(text: str) -> Chain:
@@ -167,20 +217,31 @@ def load_chain_text(text: str) -> Chain:
         return load_chain(str(path))
 
 
+def _clear(run_dir: Path) -> None:
+    (run_dir / "funnel.json").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "curated", ignore_errors=True)
+    crash_point("redo.curated_removed")
+    shutil.rmtree(run_dir / "rejected", ignore_errors=True)
+
+
 def _check_filter_manifest(run_dir: Path, chain: Chain, redo: bool) -> None:
     path = run_dir / FILTER_MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("digest") == chain.digest and not redo:
-            return
-        if not redo:
-            raise FactoryError(
-                f"{run_dir} was filtered with chain '{old.get('chain')}' ({old.get('path')}), not this one; "
-                "pass --redo to replace its curated/ and rejected/ shards"
-            )
-    for stage in ("curated", "rejected"):
-        shutil.rmtree(run_dir / stage, ignore_errors=True)
-    shards.atomic_write_json(path, {"chain": chain.name, "path": str(chain.path), "digest": chain.digest})
+    old = json.loads(path.read_text()) if path.exists() else None
+    if old is not None and old.get("digest") == chain.digest and not redo and not old.get("clearing"):
+        return
+    if old is not None and old.get("digest") != chain.digest and not redo:
+        raise FactoryError(
+            f"{run_dir} was filtered with chain '{old.get('chain')}' ({old.get('path')}), not this one; "
+            "pass --redo to replace its curated/ and rejected/ shards"
+        )
+    # Named before clearing: a kill midway leaves a folder this chain's next run finishes clearing.
+    manifest = {"chain": chain.name, "path": str(chain.path), "digest": chain.digest}
+    (run_dir / "funnel.json").unlink(missing_ok=True)  # downstream runs take its presence for "filtered to the end"
+    shards.atomic_write_json(path, {**manifest, "clearing": True})
+    crash_point("redo.marked")
+    _clear(run_dir)
+    crash_point("redo.cleared")
+    shards.atomic_write_json(path, manifest)
 
 
 def run_chain(
@@ -209,14 +270,16 @@ def _run_chain(
     for stage in ("curated", "rejected"):
         shards.remove_stale_temp_files(run_dir / stage)
     indices = [int(p.stem.split("-")[1]) for p in generated]
-    todo = [k for k in indices if not shards.is_done(shards.shard_path(run_dir, "curated", k))]
+    todo = [k for k in indices
+            if not all(shards.is_done(shards.shard_path(run_dir, stage, k)) for stage in ("rejected", "curated"))]
     if todo and list((run_dir / "rejected").glob("global-*")):
         # Global steps already removed rows from the curated shards; with new or redone shards
         # their result would double count, so the whole chain runs again from the generated shards.
         log("shards changed since the global steps ran: filtering every shard again")
-        for stage in ("curated", "rejected"):
-            shutil.rmtree(run_dir / stage, ignore_errors=True)
+        _clear(run_dir)
         todo = indices
+    if todo:
+        (run_dir / "funnel.json").unlink(missing_ok=True)
     log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + (" on Ray" if executor == "ray" else ""))
     if todo and executor == "ray":
         from factory.ray_executor import filter_on_ray
@@ -225,22 +288,41 @@ def _run_chain(
             write_filtered(run_dir, index, kept, rejected, steps_stats)
             on_shard(1)
     elif todo:
-        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-        if workers == 1:
-            for k in todo:
-                filter_shard(str(run_dir), k, str(chain.path))
-                on_shard(1)
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(filter_shard, str(run_dir), k, str(chain.path)) for k in todo]
-                for f in futures:
-                    f.result()
-                    on_shard(1)
+        _filter_local(run_dir, todo, chain, workers, on_shard)
     from factory.filters.global_steps import run_global_steps
 
     run_global_steps(run_dir, chain, log)
-    from factory.funnel import compute_funnel
+    from factory.funnel import check_exact, compute_funnel
 
     funnel = compute_funnel(run_dir)
+    check_exact(run_dir, funnel, f"factory filter {run_dir} --chain {chain.name} --redo")
+    crash_point("filter.funnel")
     shards.atomic_write_json(run_dir / "funnel.json", funnel)
     return funnel
+
+
+def _filter_local(run_dir: Path, todo: list[int], chain: Chain, workers: int | None, on_shard: Callable[[int], None]) -> None:
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    if workers == 1:
+        for k in todo:
+            commit_filtered(run_dir, filter_shard(str(run_dir), k, str(chain.path)))
+            on_shard(1)
+        return
+    error: FactoryError | None = None
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(filter_shard, str(run_dir), k, str(chain.path)) for k in todo]
+        try:
+            for f in as_completed(futures):
+                try:
+                    out = f.result()
+                except FactoryError as e:  # the other shards are still kept; the first error is reported
+                    error = error or e
+                    continue
+                commit_filtered(run_dir, out)
+                on_shard(1)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # e.g. the lock was lost: start no more shards
+            raise
+    if error is not None:
+        raise error

@@ -242,10 +242,18 @@ def filter_(
 @user_errors
 def funnel(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> None:
     """The funnel of a filtered run: in, kept and rejected per step and reason."""
-    from factory.funnel import compute_funnel, print_funnel
+    import json
+
+    from factory.funnel import check_exact, compute_funnel, print_funnel
+    from factory.lock import live_owner
     from factory.shards import resolve_run
 
-    print_funnel(compute_funnel(resolve_run(run)), console)
+    run_dir = resolve_run(run)
+    funnel = compute_funnel(run_dir)
+    print_funnel(funnel, console)
+    if live_owner(run_dir) is None:  # while a writer works on the run its counts are in flux, not wrong
+        chain = json.loads((run_dir / "filter.json").read_text()).get("chain", "NAME") if (run_dir / "filter.json").exists() else "NAME"
+        check_exact(run_dir, funnel, f"factory filter {run} --chain {chain} --redo")
 
 
 @app.command()

@@ -41,6 +41,29 @@ def compute_funnel(run_dir: Path) -> dict[str, Any]:
     return {"generated": generated, "kept": curated, "rejected": rejected, "steps": [steps[n] for n in order]}
 
 
+def check_exact(run_dir: Path, funnel: dict[str, Any], fix: str) -> None:
+    """Raise unless every generated sample is in exactly one of curated/ and rejected/.
+
+    The counts come from the markers and the ids from the shards themselves, so a marker
+    that disagrees with its file is caught too. `fix` is the command that rebuilds the run."""
+    g, k, r = funnel["generated"], funnel["kept"], funnel["rejected"]
+    if g != k + r:
+        raise FactoryError(f"{run_dir}: the funnel does not add up (generated {g} != kept {k} + rejected {r}); "
+                           f"rebuild curated/ and rejected/ with `{fix}`")
+    import duckdb
+
+    files = {stage: [str(p) for p in shards.done_shards(run_dir, stage)] for stage in ("generated", "curated", "rejected")}
+    parts = [f"SELECT id, {int(stage == 'generated')} AS g FROM read_parquet({paths!r})" for stage, paths in files.items() if paths]
+    wrong = duckdb.connect().sql(
+        f"SELECT id, sum(g) AS g, count(*) - sum(g) AS out FROM ({' UNION ALL '.join(parts)}) GROUP BY id "
+        "HAVING sum(g) != count(*) - sum(g) ORDER BY id"
+    ).fetchall()
+    if wrong:
+        i, seen, placed = wrong[0]
+        raise FactoryError(f"{run_dir}: {len(wrong)} sample ids are not in exactly one of curated/ and rejected/ (e.g. {i}: "
+                           f"generated {seen}x, filtered {placed}x); rebuild curated/ and rejected/ with `{fix}`")
+
+
 def print_funnel(funnel: dict[str, Any], console: Console) -> None:
     table = Table("step", "in", "kept", "rejected", "reasons", title="funnel")
     for s in funnel["steps"]:

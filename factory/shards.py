@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from factory.crash import crash_point
 from factory.errors import FactoryError
 from factory.sample import SCHEMA
 
@@ -87,8 +88,8 @@ def is_done(shard: Path) -> bool:
     return marker_path(shard).exists() and shard.exists()
 
 
-def write_shard(shard: Path, table: pa.Table, stats: dict[str, Any]) -> None:
-    """Write the shard atomically, then its completion marker."""
+def write_temp(shard: Path, table: pa.Table) -> Path:
+    """The table as Parquet in a temp file beside `shard`; nothing reads it until it is committed."""
     if table.schema != SCHEMA:
         table = table.cast(SCHEMA)
     shard.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +97,25 @@ def write_shard(shard: Path, table: pa.Table, stats: dict[str, Any]) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, shard)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    atomic_write_json(marker_path(shard), {"rows": table.num_rows, **stats})
+    return Path(tmp)
+
+
+def commit_shard(shard: Path, tmp: Path, stats: dict[str, Any], point: str | None = None) -> None:
+    """Rename a temp file into place, then write its completion marker (`point` names the kill points)."""
+    os.replace(tmp, shard)
+    if point:
+        crash_point(f"{point}.renamed")
+    atomic_write_json(marker_path(shard), stats)
+    if point:
+        crash_point(f"{point}.done")
+
+
+def write_shard(shard: Path, table: pa.Table, stats: dict[str, Any], point: str | None = None) -> None:
+    """Write the shard atomically, then its completion marker."""
+    commit_shard(shard, write_temp(shard, table), {"rows": table.num_rows, **stats}, point)
 
 
 def remove_stale_temp_files(folder: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,10 +222,10 @@ def _run_spec(spec: str) -> tuple[Path, str]:
     run_dir = resolve_run(name)
     if not (run_dir / "manifest.json").exists():
         raise FactoryError(f"{spec}: {run_dir} is not a run folder; run the recipe or `factory generate` that makes it first")
-    from factory.lock import live_owner
+    from factory.lock import holds, live_owner
 
     owner = live_owner(run_dir)
-    if owner and owner.get("pid") != os.getpid():  # half-written inputs would be fixed in this run's fingerprint
+    if owner and not holds(run_dir):  # half-written inputs would be fixed in this run's fingerprint
         raise FactoryError(f"{spec}: {run_dir} is being written by pid {owner.get('pid')} ({owner.get('command', '')}); "
                            "start this run after that one finishes")
     if stage != "generated" and not (run_dir / "funnel.json").exists():

@@ -1,9 +1,10 @@
-"""The run lock: a second writer is refused, a crashed writer's lock is taken over."""
+"""The run lock: a second writer is refused, a crashed writer's lock is taken over, a forked child holds nothing."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,3 +57,22 @@ def test_filter_refuses_a_run_another_process_holds(tmp_path: Path):
         run_chain(run, load_chain("distill"), workers=1)
     (run / LOCK).unlink()
     assert run_chain(run, load_chain("distill"), workers=1)["generated"] == 96
+
+
+def test_a_forked_child_does_not_keep_a_dead_holders_lock(tmp_path: Path):
+    script = ("import os, sys, time; from pathlib import Path; from factory.lock import run_lock, holds\n"
+              "with run_lock(Path(sys.argv[1])):\n"
+              "    if os.fork() == 0:\n"
+              "        print('child holds' if holds(Path(sys.argv[1])) else 'child free', flush=True); time.sleep(60); os._exit(0)\n"
+              "    time.sleep(0.5); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "child free"
+        assert holder.stdout.readline().strip() == "held"
+        holder.kill()  # the holder only; its forked child lives on with a copy of its descriptors
+        holder.wait()
+        with run_lock(tmp_path):
+            pass
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)

@@ -3,7 +3,9 @@
 A step returns the ids to reject with "code: detail" reasons. Applying it is crash-safe:
 the rejected rows are written to `rejected/global-NN-<step>.parquet` (with a marker) before
 any curated shard is rewritten without them, and a rerun that finds that file re-applies it
-instead of computing the step again.
+instead of computing the step again. Re-applying rewrites every curated shard that still
+holds a rejected row or whose marker's row count is not its file's (a kill between the
+rewritten shard's rename and its marker), so the markers the funnel adds up stay true.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from factory import shards
+from factory.crash import crash_point
 from factory.errors import FactoryError
 from factory.filters.base import setting
 from factory.sample import SCHEMA
@@ -153,16 +156,19 @@ def _connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _apply_to_curated(run_dir: Path, rejected_ids: set[str], score_updates: dict[str, dict[str, float]]) -> None:
+def _apply_to_curated(run_dir: Path, label: str, rejected_ids: set[str], score_updates: dict[str, dict[str, float]]) -> None:
     """Rewrite the curated shards without the rejected rows and with the step's scores merged."""
+    from factory.lock import fence
+
     if not rejected_ids and not score_updates:
         return
     ids = pa.array(sorted(rejected_ids), pa.string())
     for shard in shards.done_shards(run_dir, "curated"):
         table = pq.read_table(shard, schema=SCHEMA)
+        stats = json.loads(shards.marker_path(shard).read_text())
         mask = pc.is_in(table["id"], value_set=ids)
         touched = any(i in score_updates for i in table["id"].to_pylist())
-        if not pc.any(mask).as_py() and not touched:
+        if not pc.any(mask).as_py() and not touched and stats.get("rows") == table.num_rows:
             continue
         table = table.filter(pc.invert(mask))
         if touched:
@@ -171,12 +177,14 @@ def _apply_to_curated(run_dir: Path, rejected_ids: set[str], score_updates: dict
                 for i, sc in zip(table["id"].to_pylist(), table["scores"].to_pylist())
             ]
             table = table.set_column(table.schema.get_field_index("scores"), "scores", pa.array(merged, pa.string()))
-        stats = json.loads(shards.marker_path(shard).read_text())
         stats.pop("rows", None)
-        shards.write_shard(shard, table, stats)
+        fence(run_dir)
+        shards.write_shard(shard, table, stats, point=f"global.{label}.curated")
 
 
 def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> None:
+    from factory.lock import fence
+
     for position, (name, step) in enumerate(chain.global_steps):
         path = _global_path(run_dir, position, name)
         marker = shards.marker_path(path).with_suffix(".applied")
@@ -202,9 +210,13 @@ def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> N
                 "steps": [{"step": name, "in": entering, "kept": entering - rows.num_rows, "rejected": codes}],
                 "scores": getattr(step, "scores", {}),  # kept here so a resumed apply still has them
             }
-            shards.write_shard(path, rows, stats)
+            crash_point(f"global.{name}.computed")
+            fence(run_dir)
+            shards.write_shard(path, rows, stats, point=f"global.{name}.rejected")
             log(f"{name}: {rows.num_rows} of {entering} rejected")
         rejected = set(pq.read_table(path, columns=["id"])["id"].to_pylist())
         scores = json.loads(shards.marker_path(path).read_text()).get("scores", {})
-        _apply_to_curated(run_dir, rejected, scores)
-        marker.write_text("applied\n")
+        _apply_to_curated(run_dir, name, rejected, scores)
+        fence(run_dir)
+        shards.atomic_write_bytes(marker, b"applied\n")
+        crash_point(f"global.{name}.applied")
