@@ -3,61 +3,20 @@
 Errors for bad input reach the user here and only here, as one red line and a non-zero
 exit code; a traceback means a bug in the factory, never a mistake of the user.
 """
-
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 
-from factory.errors import FactoryError
-
-app = typer.Typer(
-    help="Make DeepSeek-R1-style reasoning data: problems -> templates -> vLLM -> Parquet shards.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from factory.cli_common import (  # noqa: F401  (EXIT_* and console are the CLI's public names)
+    EXIT_BAD_INPUT, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_PARTIAL, FAILURES, Backend, Executor, FactoryError,
+    ApiKeyEnv, BaseUrl, _print_json, ColumnMap, Concurrency, EngineArgs, MaxRetries, PromptMode, app, backend_options, console,
+    err, user_errors,
 )
-console = Console()
-err = Console(stderr=True)
-
-EXIT_BAD_INPUT = 2
-EXIT_PARTIAL = 3  # the run finished but some samples failed (their errors are in the shards)
-EXIT_INTERRUPTED = 130
-
-
-def user_errors(fn: Any) -> Any:
-    """Turn FactoryError into one red line + exit 2, Ctrl-C into a resume hint + exit 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FactoryError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted:[/] finished shards are kept; rerun the same command to resume")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
-
-
-def _parse_engine_args(items: list[str] | None) -> dict[str, Any]:
-    from factory.files import parse_yaml_value
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise FactoryError(f"bad --engine-arg '{item}': write KEY=VALUE, e.g. --engine-arg max_model_len=4096")
-        out[key.replace("-", "_")] = parse_yaml_value(value, f"--engine-arg {key}")
-    return out
 
 
 @app.command()
@@ -67,25 +26,25 @@ def generate(
     problems: Annotated[str, typer.Option("--problems", "-p", help="Source: file (.jsonl/.parquet/.csv), datasets folder, hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, or an earlier run folder.")] = "builtin:arithmetic",
     model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
     template: Annotated[str, typer.Option("--template", "-t", help="Template name (see `factory templates`) or path to a .yaml file.")] = "r1_zero",
-    backend: Annotated[str, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
+    backend: Annotated[Backend, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
     n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
     top_k: Annotated[int, typer.Option(help="Top-k sampling (-1 = off).")] = -1,
     max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 1024,
     seed: Annotated[int, typer.Option(help="Run seed; per-request seeds derive from it.")] = 0,
-    seed_mode: Annotated[str, typer.Option(help="request: each prompt has its own seed (resumed runs repeat texts); engine: only the engine is seeded.")] = "request",
-    prompt_mode: Annotated[str, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
-    mapping: Annotated[list[str] | None, typer.Option("--map", help="Column mapping FIELD=COLUMN for problem, answer, tests, task, id.")] = None,
+    seed_mode: Annotated[Literal["request", "engine"], typer.Option(help="request: each prompt has its own seed (resumed runs repeat texts); engine: only the engine is seeded.")] = "request",
+    prompt_mode: Annotated[PromptMode, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
+    mapping: ColumnMap = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
     templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files (searched first).")] = None,
-    engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE, e.g. max_model_len=4096.")] = None,
-    base_url: Annotated[str, typer.Option(help="openai backend: API root.")] = "http://127.0.0.1:8000/v1",
-    api_key_env: Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight at most.")] = 32,
-    max_retries: Annotated[int, typer.Option(help="openai backend: retries of a failed request, with backoff.")] = 4,
-    executor: Annotated[str, typer.Option(help="local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")] = "local",
+    engine_arg: EngineArgs = None,
+    base_url: BaseUrl = "http://127.0.0.1:8000/v1",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: Concurrency = 32,
+    max_retries: MaxRetries = 4,
+    executor: Annotated[Executor, typer.Option(help="local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")] = "local",
     replicas: Annotated[int, typer.Option(help="ray: vLLM engines (actors) running shards in parallel.")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
@@ -110,13 +69,7 @@ def generate(
         seed_mode=seed_mode,
         shard_size=shard_size,
         templates_dirs=[str(d) for d in templates_dir or []],
-        backend_options={
-            "engine_args": _parse_engine_args(engine_arg),
-            "base_url": base_url,
-            "api_key_env": api_key_env,
-            "concurrency": concurrency,
-            "max_retries": max_retries,
-        },
+        backend_options=backend_options(engine_arg, base_url, api_key_env, concurrency, max_retries),
         executor=executor,
         executor_options={"replicas": replicas, **({"address": ray_address} if ray_address else {})},
     )
@@ -129,6 +82,8 @@ def generate(
             f"({result.shards_done_before} already done) -> {run_dir}  "
             f"{result.completion_tokens} tokens, {rate:,.0f} tok/s, {result.errors} errors"
         )
+    if result.errors:  # finished, but some samples failed: their `error` column says why
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command("import")
@@ -166,50 +121,6 @@ def import_(
                   highlight=False, soft_wrap=True)
 
 
-@app.command()
-@user_errors
-def formats() -> None:
-    """List the output formats: what each parser reads, and `auto`."""
-    from rich.table import Table
-
-    from factory.formats import AUTO_FORMAT, FORMATS, format_names
-
-    table = Table("format", "description")
-    for name in format_names():
-        table.add_row(name, (FORMATS.get(name) or AUTO_FORMAT).description)
-    console.print(table)
-
-
-@app.command()
-@user_errors
-def templates(
-    templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files.")] = None,
-) -> None:
-    """List the prompt templates with their output format and a one-line description."""
-    from rich.table import Table
-
-    from factory.templates import list_templates
-
-    table = Table("name", "format", "description")
-    for t in list_templates(templates_dir).values():
-        table.add_row(t.name, t.format, t.description)
-    console.print(table)
-
-
-@app.command()
-@user_errors
-def show(
-    run: Annotated[str, typer.Argument(help="Run name or path.")],
-    n: Annotated[int, typer.Option("--n", "-n", help="How many samples to show.")] = 3,
-    stage: Annotated[str, typer.Option(help="Which shards: generated, curated or rejected.")] = "generated",
-) -> None:
-    """Counts for a run and a few samples, rendered readably."""
-    from factory.show import show_run
-    from factory.shards import resolve_run
-
-    show_run(resolve_run(run), stage, n, console)
-
-
 @app.command("filter")
 @user_errors
 def filter_(
@@ -218,7 +129,7 @@ def filter_(
     workers: Annotated[int | None, typer.Option(help="Worker processes for per-sample steps (default: all cores).")] = None,
     redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
     chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files (searched first).")] = None,
-    executor: Annotated[str, typer.Option(help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
+    executor: Annotated[Executor, typer.Option(help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
@@ -236,47 +147,10 @@ def filter_(
                            executor=executor, executor_options={"address": ray_address} if ray_address else {},
                            on_shard=lambda k: progress.advance(task, k))
     print_funnel(funnel, console)
-
-
-@app.command()
-@user_errors
-def funnel(run: Annotated[str, typer.Argument(help="Run name or path.")]) -> None:
-    """The funnel of a filtered run: in, kept and rejected per step and reason."""
-    import json
-
-    from factory.funnel import check_exact, compute_funnel, print_funnel
-    from factory.lock import live_owner
-    from factory.shards import resolve_run
-
-    run_dir = resolve_run(run)
-    funnel = compute_funnel(run_dir)
-    print_funnel(funnel, console)
-    if live_owner(run_dir) is None:  # while a writer works on the run its counts are in flux, not wrong
-        chain = json.loads((run_dir / "filter.json").read_text()).get("chain", "NAME") if (run_dir / "filter.json").exists() else "NAME"
-        check_exact(run_dir, funnel, f"factory filter {run} --chain {chain} --redo")
-
-
-@app.command()
-@user_errors
-def chains(
-    chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files.")] = None,
-) -> None:
-    """List the filter chains and their steps; and every step with its settings."""
-    from rich.table import Table
-
-    from factory.chain import list_chains
-    from factory.filters import STEPS, step_class
-    from factory.filters.base import describe_settings
-
-    table = Table("chain", "steps", "description")
-    for c in list_chains(chains_dir).values():
-        table.add_row(c.name, ", ".join(n for n, _ in c.steps), c.description)
-    console.print(table)
-    steps = Table("step", "description", "settings")
-    for name in STEPS:
-        cls = step_class(name)
-        steps.add_row(name, cls.description, describe_settings(cls))
-    console.print(steps)
+    failed = sum(count for step in funnel["steps"] for reason, count in step["rejected"].items() if reason in FAILURES)
+    if failed:  # finished, but samples failed (a request or a verifier broke) rather than being judged
+        err.print(f"{failed} samples failed rather than being judged ({', '.join(sorted(FAILURES))}); see `factory show {run} --stage rejected`")
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command("tiny-model")
@@ -289,68 +163,6 @@ def tiny_model(
     from factory.tiny_model import build_tiny_model
 
     console.print(f"tiny model written to {build_tiny_model(out, seed=seed)}")
-
-
-@app.command()
-@user_errors
-def sql(
-    run: Annotated[str, typer.Argument(help="Run name or path.")],
-    statement: Annotated[str, typer.Argument(help="SQL over the views generated, curated and rejected.")],
-    limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
-    unsafe: Annotated[bool, typer.Option(help="Let the statement read and write other files (DuckDB's file access), on your own machine.")] = False,
-) -> None:
-    """Ad-hoc DuckDB SQL over a run, e.g. which problems never pass, which reason dominates."""
-    from rich.table import Table
-
-    from factory.shards import resolve_run
-    from factory.sql import query
-
-    table = query(resolve_run(run), statement, unsafe=unsafe)
-    out = Table(*table.column_names)
-    for row in table.slice(0, limit).to_pylist():
-        out.add_row(*("" if v is None else str(v) for v in row.values()))
-    console.print(out)
-    if table.num_rows > limit:
-        console.print(f"({table.num_rows - limit} more rows; raise --limit)")
-
-
-@app.command()
-@user_errors
-def report(
-    run: Annotated[str, typer.Argument(help="Run name or path (a filtered run).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html).")] = None,
-) -> None:
-    """One self-contained HTML page: funnel, lengths, pass rates, samples per problem, examples."""
-    from factory.report import write_report
-    from factory.shards import resolve_run
-
-    console.print(f"report written to {write_report(resolve_run(run), out)}", highlight=False, markup=False, soft_wrap=True)
-
-
-@app.command()
-@user_errors
-def export(
-    run: Annotated[str, typer.Argument(help="Run name or path (its curated samples are exported).")],
-    to: Annotated[Path | None, typer.Option("--to", help="Write a dataset folder in the Hub's layout here.")] = None,
-    to_hub: Annotated[str | None, typer.Option("--to-hub", help="Upload to this Hub dataset repo, USER/NAME.")] = None,
-    private: Annotated[bool, typer.Option(help="Make a new Hub repo private.")] = False,
-) -> None:
-    """A curated run as a Hub dataset: data/train-*.parquet with chat `messages`, and a dataset card."""
-    import tempfile
-
-    from factory.hub import check_token, export_run, upload
-    from factory.shards import resolve_run
-
-    if not to and not to_hub:
-        raise FactoryError("say where: --to DIR (a local dataset folder) and/or --to-hub USER/NAME")
-    if to_hub:
-        check_token()  # a missing or rejected token fails here, before any work
-    with tempfile.TemporaryDirectory(prefix="factory-export-") as scratch:  # removed on any exit
-        folder = to or Path(scratch) / "dataset"
-        summary = export_run(resolve_run(run), folder)
-        console.print(f"exported {summary['rows']} rows in {summary['files']} files -> {summary['path']}")
-        if to_hub:
-            console.print(f"uploaded to {upload(folder, to_hub, private=private)}")
 
 
 @app.command("run")
@@ -408,26 +220,46 @@ _add_train_commands()
 @app.command("eval")
 @user_errors
 def eval_(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model folder to evaluate.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
     problems: Annotated[str, typer.Option("--problems", "-p", help="Problem source, as for generate.")] = "builtin:arithmetic?n=200&seed=99",
-    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 4,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Samples per problem.")] = 4,
     k: Annotated[int | None, typer.Option(help="k of pass@k (default: n).")] = None,
     template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "r1_zero",
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy, with n 1).")] = 1.0,
-    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; 0 = greedy, with --n 1.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass. 1.0 (not generate's 0.95): the policy's own distribution.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample. 256 (not generate's 1024), as GRPO's rollouts; raise it for long reasoning.")] = 256,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    engine_arg: Annotated[list[str] | None, typer.Option(help="vLLM engine argument KEY=VALUE.")] = None,
+    seed: Annotated[int, typer.Option(help="Run seed; per-request seeds derive from it.")] = 0,
+    prompt_mode: Annotated[PromptMode, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
+    mapping: ColumnMap = None,
+    backend: Annotated[Backend, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
+    engine_arg: EngineArgs = None,
+    base_url: BaseUrl = "http://127.0.0.1:8000/v1",
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: Concurrency = 32,
+    max_retries: MaxRetries = 4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """pass@1 and pass@k of a model, scored by the same verifiers as filters and rewards."""
     from factory.evaluate import evaluate
+    from factory.sources import parse_mapping
 
+    if backend == "vllm" and not model:
+        raise FactoryError("the vllm backend needs --model: a model folder or a hub id")
     result = evaluate(model, problems, n=n, k=k, template=template, temperature=temperature, max_tokens=max_tokens,
-                      seed=seed, limit=limit, backend_options={"engine_args": _parse_engine_args(engine_arg)},
+                      seed=seed, limit=limit, backend=backend, top_p=top_p, prompt_mode=prompt_mode,
+                      mapping=parse_mapping(mapping),
+                      backend_options=backend_options(engine_arg, base_url, api_key_env, concurrency, max_retries),
                       log=lambda m: err.print(m))
+    if json_out:
+        _print_json(result)
+        return
     # One line, never wrapped: scripts read it.
     console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()),
                   soft_wrap=True, highlight=False, markup=False)
+
+
+import factory.cli_inspect  # noqa: E402,F401  (registers the commands that read runs, listed after these)
 
 
 def main() -> None:

@@ -13,6 +13,12 @@ class FactoryError(Exception):
     exit_code = 2
 
 
+class RunBusy(FactoryError):
+    """The run is held by another process: nothing is wrong, try again later (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
 # Credentials a server or library may echo back in an error: they must never reach shards, logs or output.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s\"',}]+"),

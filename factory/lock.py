@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from factory.errors import FactoryError
+from factory.errors import FactoryError, RunBusy
 
 LOCK = ".lock"
 HEARTBEAT_S = 10.0
@@ -166,7 +166,7 @@ def _still_held(owner: dict, path: Path) -> str | None:
     return None  # same kernel, flock free: its holder is dead
 
 
-def _refusal(path: Path, owner: dict, why: str | None) -> FactoryError:
+def _refusal(path: Path, owner: dict, why: str | None) -> RunBusy:
     who = (f"pid {owner.get('pid')} on {owner.get('host')} since {owner.get('since')} ({owner.get('command', '')})"
            if owner else "another process (its record is not written yet)")
     if why and "heartbeat" in why:
@@ -175,7 +175,7 @@ def _refusal(path: Path, owner: dict, why: str | None) -> FactoryError:
         hint = f"wait for it, or delete {path} if that process is gone"
     else:
         hint = "wait for it to finish (the lock goes with its process)"
-    return FactoryError(f"{path.parent} is in use by {who}{f'; {why}' if why else ''}; {hint}")
+    return RunBusy(f"{path.parent} is in use by {who}{f'; {why}' if why else ''}; {hint}")
 
 
 def _flocked(path: Path) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from factory import arithmetic
-from factory.errors import FactoryError
+from factory.errors import FactoryError, RunBusy
 from factory.sample import stable_hash
 
 FIELDS = ("problem", "answer", "tests", "task", "id")
@@ -226,7 +226,7 @@ def _run_spec(spec: str) -> tuple[Path, str]:
 
     owner = live_owner(run_dir)
     if owner and not holds(run_dir):  # half-written inputs would be fixed in this run's fingerprint
-        raise FactoryError(f"{spec}: {run_dir} is being written by pid {owner.get('pid')} ({owner.get('command', '')}); "
+        raise RunBusy(f"{spec}: {run_dir} is being written by pid {owner.get('pid')} ({owner.get('command', '')}); "
                            "start this run after that one finishes")
     if stage != "generated" and not (run_dir / "funnel.json").exists():
         raise FactoryError(f"{spec}: {run_dir} is not filtered to the end (no funnel.json); finish its filter first")

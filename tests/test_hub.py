@@ -375,4 +375,4 @@ def test_cli_export_and_token_check_before_work(run: Path, tmp_path: Path, cli):
     no_token = cli("export", str(run), "--to", str(tmp_path / "ds2"), "--to-hub", "me/data")
     assert no_token.exit_code == 2 and "HF_TOKEN" in no_token.output and not (tmp_path / "ds2").exists()
     nowhere = cli("export", str(run))
-    assert nowhere.exit_code == 2 and "--to DIR" in nowhere.output
+    assert nowhere.exit_code == 2 and "--out DIR" in nowhere.output

@@ -110,5 +110,5 @@ def test_allow_empty_keeps_them_as_failed_samples(cli, runs_dir: Path, tmp_path:
                                              {"problem": "q", "answer": "1", "completion": "One it is: \\boxed{1}"}])
     res = cli("import", src, "e", "--allow-empty")
     assert res.exit_code == 0 and "1 empty" in res.output
-    assert cli("filter", "e", "--chain", "distill").exit_code == 0
+    assert cli("filter", "e", "--chain", "distill").exit_code == 3  # finished, with failed samples
     assert [r["reason"].split(":")[0] for r in rows_of(runs_dir, "e", "rejected")] == ["generation_error"]

@@ -41,6 +41,26 @@ def _flag_type(annotation: Any) -> Any:
     return Optional[annotation]
 
 
+# The same setting has the same flag in every command (`factory generate --n/--max-tokens/-m/-p/-t`);
+# the field's own name stays as an alias, so earlier command lines keep working.
+FLAGS = {
+    "group_size": ("--n", "-n", "--group-size"),
+    "max_new_tokens": ("--max-tokens", "--max-new-tokens"),
+    "model": ("--model", "-m"),
+    "problems": ("--problems", "-p"),
+    "template": ("--template", "-t"),
+    "out": ("--out", "-o"),
+}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Settings with a fixed set of values: the help lists them and a typo is refused by the parser."""
+    from factory.train.config import LOSS_TYPES
+
+    return {"loss_type": tuple(LOSS_TYPES), "rollout_backend": ("auto", "vllm", "transformers"),
+            "prompt_mode": ("auto", "chat", "base")}
+
+
 def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[Any], None], help: str,
                        wrap: Callable) -> None:
     hints = typing.get_type_hints(cls)
@@ -48,12 +68,15 @@ def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[An
         "config", inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Optional[Path], typer.Option("--config", help="YAML recipe with any of the settings below.")],
     )]
+    choices = _choices()
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else None
+        kind = Optional[typing.Literal[choices[f.name]]] if f.name in choices else _flag_type(hints[f.name])
         params.append(inspect.Parameter(
             f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[_flag_type(hints[f.name]),
-                                 typer.Option(help=f"{f.metadata.get('help', '')} [default: {default}]", show_default=False)],
+            annotation=Annotated[kind,
+                                 typer.Option(*FLAGS.get(f.name, ()), help=f"{f.metadata.get('help', '')} [default: {default}]",
+                                              show_default=False)],
         ))
 
     def command(config: Path | None = None, **values: Any) -> None:
@@ -73,7 +96,8 @@ def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[An
 def train_app(wrap: Callable, echo: Callable[[str], None]) -> typer.Typer:
     from factory.train.config import GRPOConfig, SFTConfig
 
-    app = typer.Typer(help="Train on curated data: SFT (cold start, distillation) and GRPO.", no_args_is_help=True)
+    app = typer.Typer(help="Train on curated data: SFT (cold start, distillation) and GRPO.", no_args_is_help=True,
+                      context_settings={"help_option_names": ["-h", "--help"]})
 
     def run_sft(cfg: Any) -> None:
         from factory.train.sft import run_sft as _run
