@@ -107,18 +107,20 @@ def _at(value: Any, j: int) -> Any:
     return value
 
 
-def _completions(row: dict[str, Any], cols: dict[str, str | None], where: str) -> tuple[list[Any], str | None]:
-    """The row's completions and, from chat turns, the problem (the user turn before the answer)."""
+def _completions(row: dict[str, Any], cols: dict[str, str | None], where: str) -> tuple[list[Any], str | None, list | None]:
+    """The row's completions and, from chat turns, the problem (the user turn before the answer) and
+    the prompt's turns (system and that user turn) that exports hand to trainers."""
     if cols["completion"]:
         value = row.get(cols["completion"])
-        return (list(value) if isinstance(value, (list, tuple)) else [value]), None
+        return (list(value) if isinstance(value, (list, tuple)) else [value]), None, None
     turns = _turns(row.get(cols["messages"]), where)
     answers = [i for i, t in enumerate(turns) if t["role"] == "assistant"]
     if not answers:
         raise FactoryError(f"{where}: no assistant turn in its messages; each row needs the answer to import")
     last = answers[-1]
-    users = [t["content"] for t in turns[:last] if t["role"] == "user"]
-    return [turns[last]["content"]], (users[-1] if users else None)
+    users = [t for t in turns[:last] if t["role"] == "user"]
+    prompt = [t for t in turns[:last] if t["role"] == "system"] + users[-1:]
+    return [turns[last]["content"]], (users[-1]["content"] if users else None), prompt
 
 
 def _samples(rows: list[dict[str, Any]], config: ImportConfig, counter: Callable[[str], int | None]) -> Iterator[dict[str, Any]]:
@@ -133,19 +135,19 @@ def _samples(rows: list[dict[str, Any]], config: ImportConfig, counter: Callable
     index: dict[str, int] = defaultdict(int)
     for i, row in enumerate(rows):
         at = f"{where}: row {i + 1}"
-        completions, asked = _completions(row, cols, at)
+        completions, asked, prompt = _completions(row, cols, at)
         if not has_problem:
             row = {**row, col["problem"]: asked}
         p: Problem = problem_from_row(row, col, where, i, skip=extra)
         model = str(row.get(cols["model"]) or config.model) if cols["model"] else config.model
         context = {k: v for k, v in p.context.items() if len(json.dumps(v, ensure_ascii=False, default=str)) <= CONTEXT_MAX_CHARS}
         for j, text in enumerate(completions):
-            yield _sample(p, model, text, j, row, cols, config, context, index, at, counter)
+            yield _sample(p, model, text, j, row, cols, config, context, index, at, counter, prompt)
 
 
 def _sample(p: Problem, model: str, text: Any, j: int, row: dict[str, Any], cols: dict[str, str | None],
             config: ImportConfig, context: dict[str, Any], index: dict[str, int], at: str,
-            counter: Callable[[str], int | None]) -> dict[str, Any]:
+            counter: Callable[[str], int | None], prompt: list | None = None) -> dict[str, Any]:
     error = None
     if text is not None and not isinstance(text, str):
         raise FactoryError(f"{at}: completion {j + 1} is {type(text).__name__}, not text; map a text column with --map completion=COLUMN")
@@ -176,6 +178,7 @@ def _sample(p: Problem, model: str, text: Any, j: int, row: dict[str, Any], cols
         "model": model, "sampling": None, "error": error, "scores": "{}",
         "metadata": json.dumps({"backend": "import", "prefill": prefill,
                                 "format": parsed.format if parsed and parsed.format else config.format,
+                                **({"messages": prompt} if prompt else {}),
                                 "context": context}, ensure_ascii=False, default=str),
     }
 

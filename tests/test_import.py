@@ -67,6 +67,8 @@ def test_messages_and_sharegpt_conversations(cli, runs_dir: Path, tmp_path: Path
     assert cli("import", chat, "chat").exit_code == 0
     row = rows_of(runs_dir, "chat")[0]
     assert (row["problem"], row["final"], row["reasoning"]) == ("What is 6*7?", "42", "6*7=42")
+    assert json.loads(row["metadata"])["messages"] == [{"role": "system", "content": "Be brief."},
+                                                      {"role": "user", "content": "What is 6*7?"}]
 
     sharegpt = write_jsonl(tmp_path / "stratos.jsonl", [
         {"system": "Think first.", "conversations": [{"from": "user", "value": "What is 6*7?"},
