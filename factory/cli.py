@@ -23,7 +23,7 @@ from factory.cli_common import (  # noqa: F401  (EXIT_* and console are the CLI'
 @user_errors
 def generate(
     run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
-    problems: Annotated[str, typer.Option("--problems", "-p", help="Source: file (.jsonl/.parquet/.csv), datasets folder, hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, or an earlier run folder.")] = "builtin:arithmetic",
+    problems: Annotated[str, typer.Option("--problems", "-p", help="Source: file (.jsonl/.parquet/.csv), datasets folder, hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, gym:NAME?n=100&seed=0 (reasoning-gym), or an earlier run folder.")] = "builtin:arithmetic",
     model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
     template: Annotated[str, typer.Option("--template", "-t", help="Template name (see `factory templates`) or path to a .yaml file.")] = "r1_zero",
     backend: Annotated[Backend, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",

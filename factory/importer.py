@@ -24,7 +24,7 @@ from typing import Any
 from factory import shards
 from factory.errors import FactoryError
 from factory.formats import get_format, implied_prefill, parse_output
-from factory.generate.runner import CONTEXT_MAX_CHARS
+from factory.generate.runner import small_context
 from factory.sample import stable_hash, to_table
 from factory.sources import FIELDS, Problem, problem_columns, problem_from_row, read_rows
 from factory.textnorm import text_hash
@@ -140,7 +140,7 @@ def _samples(rows: list[dict[str, Any]], config: ImportConfig, counter: Callable
             row = {**row, col["problem"]: asked}
         p: Problem = problem_from_row(row, col, where, i, skip=extra)
         model = str(row.get(cols["model"]) or config.model) if cols["model"] else config.model
-        context = {k: v for k, v in p.context.items() if len(json.dumps(v, ensure_ascii=False, default=str)) <= CONTEXT_MAX_CHARS}
+        context = small_context(p)
         for j, text in enumerate(completions):
             yield _sample(p, model, text, j, row, cols, config, context, index, at, counter, prompt)
 

@@ -5,6 +5,8 @@ A source spec is one string:
 - a folder saved by `datasets.save_to_disk`, or a folder of data files `load_dataset` reads
 - `hf:ORG/NAME[:SPLIT]`: a dataset on the Hugging Face Hub (needs network)
 - `builtin:arithmetic[?n=200&seed=0]`: the built-in procedural arithmetic problems
+- `gym:NAME[?n=100&seed=0&OPTION=VALUE...]`: a reasoning-gym dataset (the `gym` extra), its
+  options as further parameters, e.g. `gym:basic_arithmetic?n=50&seed=1&min_terms=2`
 - a run folder (has `manifest.json`): each earlier sample becomes one input, for `refine`
 - `run:NAME[?stage=curated]`: the same, by run name, from its generated (default), curated
   or rejected samples (refine only the correct R1-Zero outputs, say)
@@ -266,6 +268,10 @@ def load_problems(spec: str, mapping: dict[str, str] | None = None, limit: int |
     mapping = mapping or {}
     if spec.startswith("builtin:"):
         problems = _builtin(spec)
+    elif spec.startswith("gym:"):
+        from factory import gym
+
+        return gym.load(spec, limit)  # makes only the problems asked for
     elif spec.startswith("run:"):
         problems = _from_run(*_run_spec(spec))
     elif not spec.startswith("hf:") and Path(spec).is_dir() and (Path(spec) / "manifest.json").exists():

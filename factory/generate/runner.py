@@ -19,6 +19,7 @@ from factory import shards
 from factory.errors import FactoryError
 from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
+from factory.gym import SCORER_KEYS
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
 from factory.sources import Problem, load_problems
 from factory.templates import Template, load_template
@@ -150,8 +151,15 @@ CONTEXT_MAX_CHARS = 4096
 def kept_context(p: Problem, template: Template) -> dict[str, Any]:
     """The source's extra columns kept in each sample's metadata: all but bulky ones the template
     does not use (a dataset's reference generations would be copied into every sample)."""
+    return small_context(p, template.inputs)
+
+
+def small_context(p: Problem, keep: Any = ()) -> dict[str, Any]:
+    """p.context without values over CONTEXT_MAX_CHARS, except those in `keep` and those a gym
+    task's scorer reads (an ARC board's metadata is large, and the verdict needs all of it)."""
+    needed = set(keep) | (set(SCORER_KEYS) if p.task.startswith("gym:") else set())
     return {k: v for k, v in p.context.items()
-            if k in template.inputs or len(json.dumps(v, ensure_ascii=False, default=str)) <= CONTEXT_MAX_CHARS}
+            if k in needed or len(json.dumps(v, ensure_ascii=False, default=str)) <= CONTEXT_MAX_CHARS}
 
 
 def sample_rows(

@@ -48,7 +48,7 @@ def coerce_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str
     return out
 
 
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")  # TRL's aggregations, by the same names
 
 
 @dataclass
@@ -69,7 +69,8 @@ class GRPOConfig:
     beta: float = _help(0.04, "KL coefficient against the reference model (0 turns the reference off)")
     epsilon: float = _help(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
     epsilon_high: float | None = _help(None, "upper clip (DAPO's clip-higher); default epsilon")
-    loss_type: str = _help("grpo", "grpo: mean per sequence; dapo: mean per token over the batch; dr_grpo: sum / (batch * max_new_tokens)")
+    loss_type: str = _help("grpo", "grpo: mean per sequence; bnpo: mean per token of each micro-batch; dapo: mean per "
+                           "token of the whole batch, however micro-batched; dr_grpo: sum / (batch * max_new_tokens)")
     scale_rewards: bool = _help(True, "divide advantages by the group's std (Dr. GRPO turns this off)")
     max_new_tokens: int = _help(256, "longest completion")
     temperature: float = _help(1.0, "rollout temperature")

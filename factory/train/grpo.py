@@ -18,7 +18,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,11 +49,16 @@ def grpo_loss(
     epsilon_high: float,
     loss_type: str,
     max_new_tokens: int,
+    micro_batches: int = 1,
+    batch_tokens: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The clipped surrogate with a k3 KL penalty, aggregated as `loss_type` says.
+    """The clipped surrogate with a k3 KL penalty, aggregated as `loss_type` says (TRL's GRPOTrainer).
 
     All tensors are [batch, tokens] over completion tokens (mask 1 where a token counts),
-    except advantages [batch].
+    except advantages [batch]. Called on one of an update's `micro_batches` micro-batches, it
+    returns that micro-batch's share: the shares sum to the update's loss. `batch_tokens` is the
+    number of completion tokens in the whole update (all micro-batches), which `dapo` divides by;
+    by default this micro-batch's own, as when it is the whole batch.
     """
     ratio = torch.exp(logps - old_logps)
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)
@@ -65,27 +71,47 @@ def grpo_loss(
         kl = torch.exp(delta) - delta - 1
         per_token = per_token + beta * kl
     mask = mask.to(per_token.dtype)
-    if loss_type == "grpo":  # each sequence's mean, then the mean over sequences
-        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    elif loss_type == "dapo":  # every token of the batch weighs the same
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+    if loss_type == "grpo":  # each sequence's mean, then the mean over sequences, per micro-batch
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean() / micro_batches
+    elif loss_type == "bnpo":  # each micro-batch's token mean: its tokens weigh more when it has fewer
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1) / micro_batches
+    elif loss_type == "dapo":  # every token of the whole batch weighs the same, however it is micro-batched
+        total = mask.sum() if batch_tokens is None else torch.as_tensor(batch_tokens, dtype=per_token.dtype)
+        loss = (per_token * mask).sum() / total.clamp(min=1)
     else:  # dr_grpo: a constant normalizer, so length does not bias the gradient
-        loss = (per_token * mask).sum() / (per_token.shape[0] * max_new_tokens)
+        loss = (per_token * mask).sum() / (per_token.shape[0] * max_new_tokens) / micro_batches
     is_clipped = ((ratio < 1 - epsilon) & (A < 0)) | ((ratio > 1 + epsilon_high) & (A > 0))
     n = mask.sum().clamp(min=1)
     metrics = {"kl": float((kl.detach() * mask).sum() / n), "clip_fraction": float((is_clipped * mask).sum() / n)}
     return loss, metrics
 
 
+def micro_batch_losses(
+    logps_of: Callable[[slice], torch.Tensor], old: torch.Tensor, ref: torch.Tensor | None, advantages: torch.Tensor,
+    mask: torch.Tensor, config: GRPOConfig,
+) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
+    """One update's micro-batches in order, each with its share of the loss (backward each share:
+    the gradients add up to the whole batch's). `logps_of(s)` is the policy's log-probs of rows s."""
+    eps_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
+    step = config.micro_batch_size
+    micro_batches = -(-len(advantages) // step)
+    batch_tokens = mask.sum()  # the dapo normalizer: fixed before the batch is split
+    for i in range(0, len(advantages), step):
+        s = slice(i, i + step)
+        yield grpo_loss(logps_of(s), old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
+                        config.epsilon, eps_high, config.loss_type, config.max_new_tokens, micro_batches, batch_tokens)
+
+
 # ---------------------------------------------------------------- rollouts
 
 
 @dataclass
-class Rollouts:
-    prompts: list[str]  # rendered prompt text, one per completion
-    completions: list[str]
-    completion_tokens: list[int]
-    problems: list[Any]  # the Problem of each completion
+class Rollout:
+    text: str
+    tokens: int  # completion tokens sampled, the end token included
+    # The token that ended the completion (eos), trained on so the policy learns to stop; None when
+    # it was cut at max_new_tokens: the sampler never produced one, so none is trained on.
+    end_token: int | None
 
 
 class TransformersSampler:
@@ -95,7 +121,7 @@ class TransformersSampler:
         self.model, self.tokenizer, self.config = model, tokenizer, config
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
+    def sample(self, prompts: list[str], n: int, seed: int) -> list[Rollout]:
         tok, out = self.tokenizer, []
         torch.manual_seed(seed)
         self.model.eval()
@@ -108,10 +134,12 @@ class TransformersSampler:
             )
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 ids = row.tolist()
-                if tok.eos_token_id in ids:
+                ended = tok.eos_token_id in ids  # else it ran to max_new_tokens
+                if ended:
                     ids = ids[: ids.index(tok.eos_token_id)]
                 ids = [i for i in ids if i != tok.pad_token_id]
-                out.append((tok.decode(ids, skip_special_tokens=True), len(ids)))
+                out.append(Rollout(tok.decode(ids, skip_special_tokens=True), len(ids) + ended,
+                                   tok.eos_token_id if ended else None))
         self.model.train()
         return out
 
@@ -136,13 +164,13 @@ class VLLMSampler:
         self.llm = LLM(model_dir, dtype="float32" if current_platform.is_cpu() else "bfloat16", **args)
         self._tmp = Path(tempfile.mkdtemp(prefix="grpo-sync-"))
 
-    def sample(self, prompts: list[str], n: int, seed: int) -> list[tuple[str, int]]:
+    def sample(self, prompts: list[str], n: int, seed: int) -> list[Rollout]:
         from vllm import SamplingParams
 
         params = [SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
                                  max_tokens=self.config.max_new_tokens, seed=seed + i) for i in range(len(prompts))]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [(c.text, len(c.token_ids)) for o in outs for c in o.outputs]
+        return [Rollout(c.text, len(c.token_ids), vllm_end_token(c)) for o in outs for c in o.outputs]
 
     def sync(self, model: Any) -> None:
         from safetensors.torch import save_file
@@ -151,6 +179,14 @@ class VLLMSampler:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in _plain_state_dict(model).items()}
         save_file(state, str(path))
         self.llm.collective_rpc("load_weights_from", args=(str(path),))
+
+
+def vllm_end_token(c: Any) -> int | None:
+    """The token a vLLM completion ended on: vLLM keeps the eos (or a stop token id) as the last of
+    `token_ids` and says "stop"; "length" means cut at max_tokens, with no end token sampled."""
+    if c.finish_reason != "stop" or isinstance(c.stop_reason, str) or not c.token_ids:
+        return None  # a stop string ends the text, not on a token of its own
+    return int(c.token_ids[-1])
 
 
 def _plain_state_dict(model: Any) -> dict[str, torch.Tensor]:
@@ -179,12 +215,21 @@ def make_sampler(model: Any, tokenizer: Any, model_dir: str, config: GRPOConfig)
 # ---------------------------------------------------------------- one update
 
 
-def tokenize_rollouts(tokenizer: Any, prompts: list[str], completions: list[str], eos: bool) -> dict[str, torch.Tensor]:
-    """Left-aligned prompt+completion ids, padded right; `completion_mask` marks completion tokens."""
+def tokenize_rollouts(
+    tokenizer: Any, prompts: list[str], completions: list[str], eos: bool | Sequence[int | None]
+) -> dict[str, torch.Tensor]:
+    """Left-aligned prompt+completion ids, padded right; `completion_mask` marks completion tokens.
+
+    `eos`: the token each completion ended on, appended and trained on (None for one cut at
+    max_new_tokens, which ended on no token); True appends the tokenizer's eos to every one.
+    """
+    ends = [tokenizer.eos_token_id if eos else None] * len(completions) if isinstance(eos, bool) else list(eos)
+    if len(ends) != len(completions):
+        raise ValueError(f"{len(completions)} completions but {len(ends)} end tokens")
     rows, masks = [], []
-    for prompt, completion in zip(prompts, completions):
+    for prompt, completion, end in zip(prompts, completions, ends):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([end] if end is not None else [])
         rows.append(p + c)
         masks.append([0] * len(p) + [1] * len(c))
     width = max(len(r) for r in rows)
@@ -212,18 +257,14 @@ def policy_update(
 
     old = frozen_logprobs(model)  # pi_old: the policy that sampled
     ref = frozen_logprobs(ref_model) if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
-    eps_high = config.epsilon_high if config.epsilon_high is not None else config.epsilon
-    micro_batches = len(ids) // config.micro_batch_size
+    micro_batches = -(-len(ids) // step)
     totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
     for _ in range(config.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for i in range(0, len(ids), config.micro_batch_size):
-            s = slice(i, i + config.micro_batch_size)
-            logps = sequence_logprobs(model, ids[s], attn[s])
-            loss, m = grpo_loss(logps, old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
-                                config.epsilon, eps_high, config.loss_type, config.max_new_tokens)
-            (loss / micro_batches).backward()
-            totals["loss"] += float(loss.detach()) / micro_batches / config.num_iterations
+        shares = micro_batch_losses(lambda s: sequence_logprobs(model, ids[s], attn[s]), old, ref, advantages, mask, config)
+        for loss, m in shares:
+            loss.backward()
+            totals["loss"] += float(loss.detach()) / config.num_iterations
             totals["kl"] += m["kl"] / micro_batches / config.num_iterations
             totals["clip_fraction"] += m["clip_fraction"] / micro_batches / config.num_iterations
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -235,11 +276,22 @@ def policy_update(
 # ---------------------------------------------------------------- the run
 
 
+def reward_sample(rollout: Rollout, problem: Any, prompt: str, template: Any) -> dict[str, Any]:
+    """A rollout as the rewards read it: the answer through the template's format, with the prompt's
+    prefill, and the problem's context (what a gym scorer needs) in metadata, as filters read samples."""
+    from factory.formats import prompt_prefill
+
+    return {"completion": rollout.text, "completion_tokens": rollout.tokens, "problem": problem.problem,
+            "answer": problem.answer, "task": problem.task, "tests": problem.tests,
+            "metadata": {"format": template.format, "prefill": prompt_prefill(prompt, template.prefill),
+                         "context": problem.context}}
+
+
 def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from factory.sources import load_problems
-    from factory.formats import prompt_prefill, with_prefill
+    from factory.formats import with_prefill
     from factory.templates import load_template
     from factory.train.checkpoint import latest_checkpoint, load_checkpoint, pick_device_dtype, save_checkpoint, save_final
     from factory.train.rewards import group_advantages, parse_reward_spec, score
@@ -292,20 +344,13 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         chosen = [problems[order[(step * per_step + i) % len(order)]] for i in range(per_step)]
         prompts = [render(p) for p in chosen]
         sampled = sampler.sample(prompts, config.group_size, seed=(config.seed * 100003 + step * 1009) % 2**31)
-        completions = [text for text, _ in sampled]
-        # Rewards read the answer through the template's format, with the prompt's prefill, as filters do.
-        samples = [
-            {"completion": text, "completion_tokens": n, "problem": p.problem, "answer": p.answer, "task": p.task,
-             "tests": p.tests, "metadata": {"format": template.format, "prefill": prompt_prefill(prompt, template.prefill),
-                                            "context": p.context}}
-            for (text, n), p, prompt in zip(sampled, [p for p in chosen for _ in range(config.group_size)],
-                                            [q for q in prompts for _ in range(config.group_size)])
-        ]
+        each_prompt = [q for q in prompts for _ in range(config.group_size)]
+        samples = [reward_sample(r, p, q, template) for r, p, q in
+                   zip(sampled, [p for p in chosen for _ in range(config.group_size)], each_prompt)]
         totals, per_reward = score(samples, spec)
         rewards = torch.tensor(totals, dtype=torch.float32)
         advantages, group_std = group_advantages(rewards, config.group_size, scale=config.scale_rewards)
-        batch = tokenize_rollouts(tokenizer, [p for p in prompts for _ in range(config.group_size)], completions,
-                                  eos=True)
+        batch = tokenize_rollouts(tokenizer, each_prompt, [r.text for r in sampled], [r.end_token for r in sampled])
         update = policy_update(model, ref_model, optimizer, scheduler, batch, advantages, config)
         sampler.sync(model)  # the next rollouts come from the updated weights
         record = {
@@ -316,7 +361,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
             "kl": update["kl"],
             "clip_fraction": update["clip_fraction"],
             "loss": update["loss"],
-            "completion_length": sum(n for _, n in sampled) / len(sampled),
+            "completion_length": sum(r.tokens for r in sampled) / len(sampled),
             "accuracy": sum(per_reward["accuracy"]) / len(samples) if "accuracy" in per_reward else math.nan,
             "seconds": round(time.perf_counter() - t0, 2),
         }

@@ -50,20 +50,22 @@ def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
 
 
 def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
+    from factory import gym
     from factory.formats import row_meta
 
     try:
-        import reasoning_gym
+        import reasoning_gym  # noqa: F401
     except ImportError:
-        return Verdict(False, "verifier_missing", "pip install reasoning-gym for gym:* tasks")
-    name = str(sample["task"]).split(":", 1)[1]
-    meta = row_meta(sample).get("context", {})
-    entry = {"question": sample["problem"], "answer": sample.get("answer"), "metadata": meta.get("metadata", meta)}
-    try:
-        score = reasoning_gym.get_score_answer_fn(name)(sample.get("final") or "", entry)
-    except Exception as e:  # a scorer missing its metadata, or odd input: the sample records it
+        return Verdict(False, "verifier_missing", f"gym:* tasks need reasoning-gym: {gym.INSTALL}")
+    final = sample.get("final")
+    if final is None:
+        return Verdict(False, "no_answer")
+    try:  # the dataset lookup, the metadata and the scorer may all fail; the sample records why
+        context = row_meta(sample).get("context") or {}
+        score = gym.score(str(sample.get("task")), final, sample.get("problem"), sample.get("answer"), context)
+    except Exception as e:
         return Verdict(False, "verifier_error", f"{type(e).__name__}: {e}"[:200])
-    return Verdict(True) if score >= 1.0 else Verdict(False, "wrong_answer", f"score {score}")
+    return Verdict(True) if score >= 1.0 else Verdict(False, "wrong_answer", f"score {score:.3g}")
 
 
 VERIFIERS: dict[str, Callable[[dict[str, Any], float], Verdict]] = {
