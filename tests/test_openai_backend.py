@@ -84,7 +84,7 @@ def test_per_sample_errors_are_recorded_and_run_goes_on(server: str, tmp_path: P
     problems.write_text('{"problem": "What is 1 + 1?", "answer": "2"}\n' + '{"problem": "%s", "answer": "0"}\n' % ("x " * 600))
     result = run_factory(["generate", "errs", "--backend", "openai", "--base-url", server, "--problems", str(problems),
                           "--n", "2", "--max-tokens", "8", "--prompt-mode", "base"], tmp_path / "runs")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 3, result.stderr[-3000:]  # finished, with failed samples
     rows = read_table(tmp_path / "runs" / "errs", "generated").to_pylist()
     assert len(rows) == 4
     bad = [r for r in rows if r["error"]]
