@@ -324,6 +324,7 @@ def _dominant(words: list[Word], accepted: set[str] = frozenset()) -> tuple[str,
     return (script or next(s for s, n in counts.items() if n == top)), top
 
 
+@functools.lru_cache(maxsize=4096)  # a problem's samples all ask for the problem's language
 def detect_language(text: str) -> str | None:
     """Dominant language code ("en", "zh", "ja", "ru", ...), None for a text with no words."""
     words = tokenize(text)
