@@ -26,6 +26,40 @@ import time
 from pathlib import Path
 
 
+def timed_run(config, backend, run_dir: Path) -> tuple[int, float]:
+    """(completion tokens, seconds) of one whole factory generation run, its folder removed after."""
+    from factory.generate.runner import run_generation
+
+    t0 = time.perf_counter()
+    result = run_generation(config, run_dir, backend=backend)
+    dt = time.perf_counter() - t0
+    shutil.rmtree(run_dir)
+    return result.completion_tokens, dt
+
+
+def alternate(bare, ours, rounds: int, bare_name: str) -> tuple[list[float], list[float]]:
+    """Warm both sides up, then time them in rounds whose order alternates (an engine or server drifts
+    over a run, so neither side always goes first); tok/s per round for each."""
+    bare()
+    ours(-1)
+    bare_rates, our_rates = [], []
+    for r in range(rounds):
+        first_bare = r % 2 == 0
+        if first_bare:
+            tokens_b, dt_b = bare()
+        tokens_f, dt_f = ours(r)
+        if not first_bare:
+            tokens_b, dt_b = bare()
+        if tokens_b != tokens_f:
+            print(f"note: token counts differ ({bare_name} {tokens_b}, factory {tokens_f})")
+        bare_rates.append(tokens_b / dt_b)
+        our_rates.append(tokens_f / dt_f)
+        print(f"round {r}: {bare_name} {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
+    ratios = sorted(o / b for o, b in zip(our_rates, bare_rates))
+    print(f"\nper-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; median {ratios[len(ratios) // 2]:.3f}")
+    return bare_rates, our_rates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model folder (default: a tiny random Qwen2 made now)")
@@ -46,7 +80,7 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.platforms import current_platform
 
-    from factory.generate.runner import GenerateConfig, make_request, plan_run, run_generation
+    from factory.generate.runner import GenerateConfig, make_request, plan_run
     from factory.generate.vllm_backend import VLLMBackend
     from factory.sample import Sampling
     from factory.tiny_model import build_tiny_model
@@ -78,32 +112,9 @@ def main() -> None:
         dt = time.perf_counter() - t0
         return sum(len(c.token_ids) for o in outs for c in o.outputs), dt
 
-    def factory(round_: int) -> tuple[int, float]:
-        run_dir = work / f"run-{round_}"
-        t0 = time.perf_counter()
-        result = run_generation(config, run_dir, backend=backend)
-        dt = time.perf_counter() - t0
-        shutil.rmtree(run_dir)
-        return result.completion_tokens, dt
-
-    bare()  # warm-up: compile and caches, for both sides
-    factory(-1)
-    bare_rates, factory_rates = [], []
-    for r in range(args.rounds):
-        # The engine drifts over a run (same work, later = slower), so the order alternates.
-        first_bare = r % 2 == 0
-        if first_bare:
-            tokens_b, dt_b = bare()
-        tokens_f, dt_f = factory(r)
-        if not first_bare:
-            tokens_b, dt_b = bare()
-        if tokens_b != tokens_f:
-            print(f"note: token counts differ (bare {tokens_b}, factory {tokens_f})")
-        bare_rates.append(tokens_b / dt_b)
-        factory_rates.append(tokens_f / dt_f)
-        print(f"round {r}: bare {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
+    bare_rates, factory_rates = alternate(bare, lambda r: timed_run(config, backend, work / f"run-{r}"), args.rounds, "bare")
     b, f = max(bare_rates), max(factory_rates)
-    print(f"\n{len(prompts)} prompts x n={args.n}, max_tokens={args.max_tokens}, model={model}")
+    print(f"{len(prompts)} prompts x n={args.n}, max_tokens={args.max_tokens}, model={model}")
     print(f"bare vllm.LLM.generate: {b:,.0f} tok/s   factory generate: {f:,.0f} tok/s   ratio {f / b:.3f}")
     shutil.rmtree(work, ignore_errors=True)
 
@@ -118,7 +129,7 @@ def bench_server(args: argparse.Namespace) -> None:
     import openai
 
     from factory.generate.openai_backend import OpenAIBackend
-    from factory.generate.runner import GenerateConfig, make_request, plan_run, run_generation
+    from factory.generate.runner import GenerateConfig, make_request, plan_run
     from factory.sample import Sampling
     from factory.tiny_model import build_tiny_model
 
@@ -177,30 +188,9 @@ def bench_server(args: argparse.Namespace) -> None:
             tokens = asyncio.run(raw())
             return tokens, time.perf_counter() - t0
 
-        def ours(round_: int) -> tuple[int, float]:
-            run_dir = work / f"run-{round_}"
-            t0 = time.perf_counter()
-            result = run_generation(config, run_dir, backend=backend)
-            dt = time.perf_counter() - t0
-            shutil.rmtree(run_dir)
-            return result.completion_tokens, dt
-
-        bare()
-        ours(-1)
-        bare_rates, our_rates = [], []
-        for r in range(args.rounds):
-            first_bare = r % 2 == 0
-            if first_bare:
-                tokens_b, dt_b = bare()
-            tokens_f, dt_f = ours(r)
-            if not first_bare:
-                tokens_b, dt_b = bare()
-            bare_rates.append(tokens_b / dt_b)
-            our_rates.append(tokens_f / dt_f)
-            print(f"round {r}: raw client {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
+        bare_rates, our_rates = alternate(bare, lambda r: timed_run(config, backend, work / f"run-{r}"), args.rounds,
+                                          "raw client")
         b, f = max(bare_rates), max(our_rates)
-        ratios = sorted(o / r for o, r in zip(our_rates, bare_rates))
-        print(f"\nper-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; median {ratios[len(ratios) // 2]:.3f}")
         print(f"{len(requests)} prompts x n={args.n}, max_tokens={args.max_tokens}, server {base}")
         print(f"raw AsyncOpenAI client: {b:,.0f} tok/s   factory --backend openai: {f:,.0f} tok/s   ratio {f / b:.3f}")
     finally:

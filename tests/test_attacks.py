@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from factory import shards
+from tests.helpers import send_json
 
 BAD_UTF8 = b'{"problem": "What is 1 + 1?\xff\xfe", "answer": "2"}\n'
 
@@ -151,12 +152,7 @@ class EchoingServer(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def do_GET(self):
         self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})

@@ -17,6 +17,7 @@ import pytest
 from factory.verify import sandbox
 from factory.verify.code import verify_code
 from factory.verify.sandbox import run_sandboxed
+from tests.helpers import record_sandbox_uids
 
 if not sandbox.sandbox_available():
     pytest.skip("the code sandbox cannot run here (apt-get install -y bubblewrap util-linux)", allow_module_level=True)
@@ -29,15 +30,7 @@ _UIDS: set[int] = set()
 @pytest.fixture(autouse=True)
 def _no_leftovers(monkeypatch):
     """After every probe: no process of its sandboxes runs on, no cgroup of ours remains."""
-    pick = sandbox._pick_uid
-
-    def recording() -> int:
-        uid = pick()
-        _UIDS.add(uid)
-        return uid
-
-    monkeypatch.setattr(sandbox, "_pick_uid", recording)
-    _UIDS.clear()
+    record_sandbox_uids(monkeypatch, _UIDS)
     before = _our_cgroups()
     yield
     deadline = time.monotonic() + 2

@@ -24,6 +24,7 @@ from factory.sample import Sampling, sample_id, stable_hash, to_table
 from factory.templates import load_template
 from factory.textnorm import text_hash
 from factory.train.data import sample_to_messages
+from tests.helpers import send_json
 
 TOKEN = "hf_standin_SECRET_0123456789abcdef"
 MODEL = "teacher/tiny-r1"
@@ -237,12 +238,7 @@ class StandInHub:
 
     @staticmethod
     def reply(h: BaseHTTPRequestHandler, status: int, obj: object) -> None:
-        data = json.dumps(obj).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        send_json(h, status, obj)
 
     def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         path, auth = h.path.split("?")[0], h.headers.get("Authorization")

@@ -17,6 +17,7 @@ import pytest
 from factory.generate.base import Request
 from factory.generate.openai_backend import OpenAIBackend
 from factory.sample import Sampling
+from tests.helpers import send_json
 
 
 class FlakyServer:
@@ -40,14 +41,8 @@ class FlakyServer:
                 pass
 
             def _send(self, code: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                if code != 200 and server.retry_after is not None:
-                    self.send_header("Retry-After", server.retry_after)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                retry = code != 200 and server.retry_after is not None
+                send_json(self, code, body, {"Retry-After": server.retry_after} if retry else None)
 
             def do_GET(self):
                 self._send(200, {"object": "list", "data": [{"id": "stand-in", "object": "model", "owned_by": "vllm"}]})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from factory import shards
-from tests.helpers import run_factory
+from tests.helpers import run_factory, send_json
 
 # problem -> (message fields, finish_reason); the gold answer of every problem is 4.
 ANSWERS = {
@@ -32,12 +32,7 @@ class ReasoningServer(BaseHTTPRequestHandler):
         pass
 
     def _send(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, body)
 
     def do_GET(self):
         self._send({"object": "list", "data": [{"id": "r1-distill", "object": "model"}]})

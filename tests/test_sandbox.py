@@ -21,6 +21,7 @@ from factory.errors import FactoryError
 from factory.verify import sandbox
 from factory.verify.code import extract_program, verify_code
 from factory.verify.sandbox import run_sandboxed
+from tests.helpers import record_sandbox_uids
 
 if shutil.which("bwrap") is None:
     pytest.skip("bubblewrap is not installed (apt-get install -y bubblewrap)", allow_module_level=True)
@@ -35,15 +36,7 @@ _ISSUED_UIDS: set[int] = set()
 def _record_sandbox_uids(monkeypatch):
     """Remember the host uids this test's sandboxes ran as, so that the survivor check
     sees only our own processes even while another test run uses the sandbox."""
-    pick = sandbox._pick_uid
-
-    def recording() -> int:
-        uid = pick()
-        _ISSUED_UIDS.add(uid)
-        return uid
-
-    monkeypatch.setattr(sandbox, "_pick_uid", recording)
-    _ISSUED_UIDS.clear()
+    record_sandbox_uids(monkeypatch, _ISSUED_UIDS)
 
 
 def _sandbox_processes() -> list[str]:
