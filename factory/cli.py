@@ -102,14 +102,9 @@ def import_(
     """Curate generations made elsewhere: they become a run that filter, show, report, export and train read."""
     from factory.importer import IMPORT_FIELDS, ImportConfig, import_generations
     from factory.shards import resolve_run
-    from factory.sources import FIELDS
+    from factory.sources import FIELDS, parse_mapping
 
-    fields: dict[str, str] = {}
-    for item in mapping or []:
-        key, sep, column = item.partition("=")
-        if not sep or not column or key not in (*FIELDS, *IMPORT_FIELDS):
-            raise FactoryError(f"bad --map '{item}': write FIELD=COLUMN with FIELD one of {', '.join((*FIELDS, *IMPORT_FIELDS))}")
-        fields[key] = column
+    fields = parse_mapping(mapping, (*FIELDS, *IMPORT_FIELDS))
     config = ImportConfig(source=source, format=format_, model=model, mapping=fields, limit=limit,
                           shard_size=shard_size, tokenizer=tokenizer, allow_empty=allow_empty)
     run_dir = resolve_run(run)

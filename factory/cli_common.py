@@ -4,9 +4,7 @@ bad-input boundary (`user_errors`) and the options that mean the same in several
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer

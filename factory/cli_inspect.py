@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from factory.cli_common import FactoryError, Stage, _print_json, app, console, err, user_errors
+from factory.cli_common import FactoryError, Stage, _print_json, app, console, user_errors
 
 @app.command()
 @user_errors

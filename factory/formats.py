@@ -12,7 +12,6 @@ or `--format`, or publish it under the Python entry-point group `reasoning_facto
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from factory.errors import FactoryError
+from factory.sample import prefilled_completion, row_meta
 from factory.parsers import (
     _SPECIAL,
     Parsed,
@@ -256,11 +256,6 @@ def implied_prefill(completion: str) -> str:
     return "<think>\n" if close >= 0 and "<think>" not in low[:close] else ""
 
 
-def row_meta(row: dict[str, Any]) -> dict[str, Any]:
-    meta = row.get("metadata") or {}
-    return json.loads(meta) if isinstance(meta, str) else meta
-
-
 def row_format(row: dict[str, Any]) -> str:
     """The format a sample is in: recorded at generation or import (what auto detected), else auto."""
     return row.get("format") or row_meta(row).get("format") or AUTO
@@ -268,6 +263,10 @@ def row_format(row: dict[str, Any]) -> str:
 
 def parse_row(row: dict[str, Any]) -> Parsed:
     """The one answer path: a sample's whole turn (prefill + completion) through its format's parser."""
-    from factory.sample import prefilled_completion
-
     return parse_output(prefilled_completion(row), row_format(row))
+
+
+def sample_format(row: dict[str, Any], text: str) -> OutputFormat | None:
+    """The format a sample is held to: the one it records, else the one its whole turn `text` is written in."""
+    name = row_format(row)
+    return detect_format(text) if name == AUTO else get_format(name)

@@ -27,7 +27,6 @@ from factory import __version__, shards
 from factory.chain import FILTER_MANIFEST
 from factory.errors import FactoryError
 from factory.funnel import compute_funnel
-from factory.sample import SCHEMA
 from factory.train.data import prompt_messages, sample_to_messages
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))

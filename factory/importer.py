@@ -126,7 +126,6 @@ def _completions(row: dict[str, Any], cols: dict[str, str | None], where: str) -
 def _samples(rows: list[dict[str, Any]], config: ImportConfig, counter: Callable[[str], int | None]) -> Iterator[dict[str, Any]]:
     where = config.source
     cols = _columns(rows, config.mapping, where)
-    fmt = config.format
     extra = {c for f, c in cols.items() if c and f != "model"}
     has_problem = config.mapping.get("problem", "problem") in rows[0]
     if not has_problem and not cols["messages"]:

@@ -71,21 +71,21 @@ _SUMMARY_ANSWER = re.compile(
 _BOXED = re.compile(r"\\boxed\{")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}`, with nested braces balanced."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    if not starts:
-        return None
-    i = starts[-1]
+def _closing_brace(text: str, i: int) -> int | None:
+    """Index of the `}` that closes the brace opened just before `i`, nested braces balanced."""
     depth = 1
     for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j].strip()
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return j
     return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` (None when it never closes)."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    end = _closing_brace(text, starts[-1]) if starts else None
+    return text[starts[-1] : end].strip() if end is not None else None
 
 
 def answer_from_summary(summary: str) -> str:
@@ -212,10 +212,7 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of every `\\boxed{...}` (and `\\fbox{}`), nested braces balanced."""
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        for j in range(i, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            if depth == 0:
-                out.append((m.start(), j + 1, text[i:j].strip()))
-                break
+        end = _closing_brace(text, m.end())
+        if end is not None:
+            out.append((m.start(), end + 1, text[m.end() : end].strip()))
     return out

@@ -110,12 +110,15 @@ def request_seed(run_seed: int, problem_id: str, template: str) -> int:
     return int(stable_hash(run_seed, problem_id, template, length=12), 16) % (2**31 - 1)
 
 
+def row_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """A sample's metadata as a dict: stored as a JSON string in shards, passed as a dict in memory (GRPO)."""
+    meta = row.get("metadata") or {}
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
 def prefilled_completion(row: dict[str, Any]) -> str:
     """The model's whole turn: the prompt's prefill (e.g. "<think>") put back before the completion."""
-    meta = row.get("metadata") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta or "{}")
-    return (meta.get("prefill") or "") + (row.get("completion") or "")
+    return (row_meta(row).get("prefill") or "") + (row.get("completion") or "")
 
 
 def empty_row() -> dict[str, Any]:

@@ -44,15 +44,15 @@ class Problem:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_mapping(items: list[str] | None) -> dict[str, str]:
+def parse_mapping(items: list[str] | None, fields: tuple[str, ...] = FIELDS) -> dict[str, str]:
     """`["problem=question", "answer=solution"]` -> {"problem": "question", ...}."""
     mapping: dict[str, str] = {}
     for item in items or []:
         key, sep, column = item.partition("=")
         if not sep or not column:
             raise FactoryError(f"bad --map '{item}': write FIELD=COLUMN, e.g. --map problem=question")
-        if key not in FIELDS:
-            raise FactoryError(f"bad --map '{item}': field '{key}' is not one of {', '.join(FIELDS)}")
+        if key not in fields:
+            raise FactoryError(f"bad --map '{item}': field '{key}' is not one of {', '.join(fields)}")
         mapping[key] = column
     return mapping
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.filters.base import Filter, Reject, setting
-from factory.formats import AUTO, detect_format, get_format, row_format
+from factory.formats import sample_format
 from factory.sample import prefilled_completion
 
 
@@ -54,8 +54,8 @@ class Format(Filter):
     reasons = ("bad_format", "empty_part")
 
     def check(self, s: dict[str, Any]) -> Reject | None:
-        text, name = prefilled_completion(s), row_format(s)
-        fmt = detect_format(text) if name == AUTO else get_format(name)
+        text = prefilled_completion(s)
+        fmt = sample_format(s, text)
         if fmt is None:
             return Reject("bad_format", "written in none of the registered formats")
         why = fmt.check_shape(text)

@@ -15,9 +15,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import shards
-from factory.sample import prefilled_completion
+from factory.sample import prefilled_completion, row_meta
 from factory.errors import FactoryError
-from factory.sample import SCHEMA
 from factory.sources import load_problems
 
 Messages = list[dict[str, str]]
@@ -43,9 +42,7 @@ def sample_to_messages(row: dict[str, Any]) -> Messages:
 def prompt_messages(row: dict[str, Any]) -> Messages:
     """The turns a sample answered: the template's system prompt and the problem's turn as generation
     recorded them (or an imported conversation's), else the problem alone as the user's turn."""
-    meta = row.get("metadata") or {}
-    meta = json.loads(meta) if isinstance(meta, str) else meta
-    recorded = meta.get("messages")
+    recorded = row_meta(row).get("messages")
     if isinstance(recorded, list) and recorded and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in recorded):
         return [{"role": str(m["role"]), "content": str(m["content"])} for m in recorded]
     return [{"role": "user", "content": row["problem"] or ""}]

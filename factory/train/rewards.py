@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from factory.errors import FactoryError
 from factory.lang import detect_language, language_stats
-from factory.formats import AUTO, detect_format, get_format, parse_output, parse_row, row_format
+from factory.formats import parse_output, parse_row, sample_format
 from factory.sample import prefilled_completion
 from factory.verify.registry import check
 
@@ -54,8 +54,8 @@ def format_reward(sample: dict[str, Any]) -> float:
     demanded and text may follow the answer, so "<think>…</think> <answer> 7<answer>" earns it. Data
     filtering keeps the strict version; this reward only teaches the model to think first and then answer.
     """
-    text, name = prefilled_completion(sample), row_format(sample)
-    fmt = detect_format(text) if name == AUTO else get_format(name)
+    text = prefilled_completion(sample)
+    fmt = sample_format(sample, text)
     return 1.0 if fmt is not None and fmt.check_shape(text, strict=False) is None else 0.0
 
 

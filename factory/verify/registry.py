@@ -51,7 +51,7 @@ def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
 
 def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
     from factory import gym
-    from factory.formats import row_meta
+    from factory.sample import row_meta
 
     try:
         import reasoning_gym  # noqa: F401
