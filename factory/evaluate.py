@@ -56,9 +56,20 @@ def score_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     for row in rows:
         correct[row["problem_id"]].append(REWARDS["accuracy"](row) if not row.get("error") else 0.0)
     per_problem = [(len(v), int(sum(v))) for v in correct.values()]
+    rates = [c / m for m, c in per_problem]
     return {
         "problems": len(per_problem),
         "samples": sum(m for m, _ in per_problem),
-        "pass@1": sum(c / m for m, c in per_problem) / len(per_problem),
+        "pass@1": sum(rates) / len(rates),
+        "pass@1_se": standard_error(rates),
         f"pass@{k}": sum(pass_at_k(m, c, k) for m, c in per_problem) / len(per_problem),
     }
+
+
+def standard_error(rates: list[float]) -> float:
+    """Standard error of the mean of per-problem pass rates: the problems are the sample, so this is
+    what says whether two pass@1 figures on the same problems differ by more than the draw of problems."""
+    if len(rates) < 2:
+        return float("nan")
+    mean = sum(rates) / len(rates)
+    return (sum((r - mean) ** 2 for r in rates) / (len(rates) - 1) / len(rates)) ** 0.5

@@ -110,6 +110,11 @@ def train_app(wrap: Callable, echo: Callable[[str], None]) -> typer.Typer:
         summary = _run(cfg, log=echo)
         last = summary["history"][-1] if summary["history"] else {}
         echo(f"done: {summary['steps']} steps -> {summary['out']}; last reward {last.get('reward', float('nan')):.3f}")
+        evals = [r for r in summary["history"] if "eval/pass@1" in r]
+        if len(evals) > 1:
+            first, end = evals[0], evals[-1]
+            echo(f"held-out pass@1 {first['eval/pass@1']:.3f} (step {first['step']}) -> {end['eval/pass@1']:.3f} "
+                 f"(step {end['step']}), standard error {end['eval/pass@1_se']:.3f}")
 
     add_config_command(app, "sft", SFTConfig, run_sft,
                        "Supervised fine-tuning on curated samples (loss on the assistant part only).", wrap)

@@ -80,6 +80,10 @@ class GRPOConfig:
     seed: int = _help(0, "seed of problem order, sampling and initialisation")
     save_every: int = _help(10, "checkpoint every N steps (and at the end)")
     limit: int | None = _help(None, "use only the first N problems")
+    eval_problems: str | None = _help(None, "held-out problems whose sampled pass@1 is logged every eval_every steps "
+                                      "(and before the first), e.g. builtin:arithmetic?n=500&seed=7")
+    eval_every: int = _help(25, "steps between held-out evaluations")
+    eval_n: int = _help(4, "samples per held-out problem (at the rollout temperature)")
 
     def validate(self) -> None:
         problems = []
@@ -104,6 +108,8 @@ class GRPOConfig:
             problems.append("need 0 < epsilon < 1, lr > 0, beta >= 0, num_iterations >= 1")
         if self.temperature <= 0:
             problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
+        if self.eval_every < 1 or self.eval_n < 1:
+            problems.append("eval_every and eval_n must be >= 1")
         if problems:
             raise FactoryError("bad GRPO settings: " + "; ".join(problems))
 

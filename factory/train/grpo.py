@@ -34,8 +34,16 @@ from factory.train.config import GRPOConfig, LOSS_TYPES  # noqa: F401  (re-expor
 
 def sequence_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Log-probability of each next token: [batch, seq-1], aligned with input_ids[:, 1:]."""
+    return logprobs_and_entropy(model, input_ids, attention_mask)[0]
+
+
+def logprobs_and_entropy(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each next token's log-probability and the entropy of the distribution it was drawn from, both
+    [batch, seq-1]: the entropy falling is how a user sees the policy sharpen (or collapse)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    return torch.gather(F.log_softmax(logits, dim=-1), 2, input_ids[:, 1:, None]).squeeze(-1)
+    logp = F.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return torch.gather(logp, 2, input_ids[:, 1:, None]).squeeze(-1), entropy
 
 
 def grpo_loss(
@@ -179,6 +187,10 @@ class VLLMSampler:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in _plain_state_dict(model).items()}
         save_file(state, str(path))
         self.llm.collective_rpc("load_weights_from", args=(str(path),))
+        # The prefix cache holds keys and values the old weights computed: prompts sharing a cached
+        # block (every re-asked problem, every held-out evaluation, the chat template's opening) would
+        # otherwise be sampled partly by the old policy.
+        self.llm.reset_prefix_cache()
 
 
 def vllm_end_token(c: Any) -> int | None:
@@ -252,13 +264,15 @@ def policy_update(
     step = config.micro_batch_size
 
     @torch.no_grad()
-    def frozen_logprobs(m: Any) -> torch.Tensor:
-        return torch.cat([sequence_logprobs(m, ids[i:i + step], attn[i:i + step]) for i in range(0, len(ids), step)])
+    def frozen_logprobs(m: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [logprobs_and_entropy(m, ids[i:i + step], attn[i:i + step]) for i in range(0, len(ids), step)]
+        return torch.cat([lp for lp, _ in parts]), torch.cat([h for _, h in parts])
 
-    old = frozen_logprobs(model)  # pi_old: the policy that sampled
-    ref = frozen_logprobs(ref_model) if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
+    old, entropy = frozen_logprobs(model)  # pi_old: the policy that sampled
+    ref = frozen_logprobs(ref_model)[0] if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
     micro_batches = -(-len(ids) // step)
-    totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0}
+    totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0,
+                                "entropy": float((entropy * mask).sum() / mask.sum().clamp(min=1))}
     for _ in range(config.num_iterations):
         optimizer.zero_grad(set_to_none=True)
         shares = micro_batch_losses(lambda s: sequence_logprobs(model, ids[s], attn[s]), old, ref, advantages, mask, config)
@@ -285,6 +299,20 @@ def reward_sample(rollout: Rollout, problem: Any, prompt: str, template: Any) ->
             "answer": problem.answer, "task": problem.task, "tests": problem.tests,
             "metadata": {"format": template.format, "prefill": prompt_prefill(prompt, template.prefill),
                          "context": problem.context}}
+
+
+def held_out_pass_at_1(sampler: Any, problems: list[Any], prompts: list[str], template: Any,
+                       config: GRPOConfig) -> dict[str, float]:
+    """Sampled pass@1 on held-out problems with the policy as it is now, at the rollout temperature,
+    scored by the accuracy reward (so `factory eval` agrees), with the standard error over problems."""
+    from factory.evaluate import standard_error
+    from factory.train.rewards import REWARDS
+
+    n = config.eval_n
+    rollouts = sampler.sample(prompts, n, seed=config.seed * 7919 + 17)  # one fixed draw: evaluations differ by the policy only
+    rates = [sum(REWARDS["accuracy"](reward_sample(r, p, q, template)) for r in rollouts[i * n:(i + 1) * n]) / n
+             for i, (p, q) in enumerate(zip(problems, prompts))]
+    return {"eval/pass@1": sum(rates) / len(rates), "eval/pass@1_se": standard_error(rates)}
 
 
 def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -338,7 +366,22 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     per_step = config.batch_size // config.group_size
     metrics_path = out / "metrics.jsonl"
     out.mkdir(parents=True, exist_ok=True)
-    history = []
+    history: list[dict[str, Any]] = []
+
+    def write(record: dict[str, Any]) -> None:
+        history.append(record)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    held_out = load_problems(config.eval_problems) if config.eval_problems else []
+    held_out_prompts = [render(p) for p in held_out]
+
+    def evaluate_now() -> dict[str, float]:
+        return held_out_pass_at_1(sampler, held_out, held_out_prompts, template, config) if held_out else {}
+
+    if held_out and state["step"] == 0:
+        write({"step": 0, **evaluate_now()})  # the start, to compare every later evaluation with
     for step in range(state["step"], config.steps):
         t0 = time.perf_counter()
         chosen = [problems[order[(step * per_step + i) % len(order)]] for i in range(per_step)]
@@ -360,15 +403,15 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
             "zero_spread_groups": float((group_std == 0).float().mean()),
             "kl": update["kl"],
             "clip_fraction": update["clip_fraction"],
+            "entropy": update["entropy"],
             "loss": update["loss"],
             "completion_length": sum(r.tokens for r in sampled) / len(sampled),
             "accuracy": sum(per_reward["accuracy"]) / len(samples) if "accuracy" in per_reward else math.nan,
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        history.append(record)
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        if held_out and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            record.update(evaluate_now())
+        write(record)
         if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
             save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, {"step": step + 1, "config": asdict(config)})
     save_final(out, model, tokenizer)
