@@ -74,6 +74,7 @@ bench: install
 	$(PY) bench/generate.py
 	$(PY) bench/filter.py
 	$(PY) bench/dedup.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf $(VENV) data/runs build
