@@ -144,6 +144,7 @@ def test_transformers_sampler_tells_truncated_from_finished(tokenizer):
 
         def generate(self, input_ids, **kwargs):
             assert kwargs["max_new_tokens"] == width
+            assert kwargs["top_k"] == 0  # the policy's own distribution, not generate's default top-50
             rows = [p + four + [eos] + [pad] * (width - len(four) - 1), p + cut]
             return torch.tensor(rows)
 
@@ -155,7 +156,7 @@ def test_transformers_sampler_tells_truncated_from_finished(tokenizer):
 
     config = GRPOConfig(model="m", out="o", max_new_tokens=width)
     out = TransformersSampler(Model(), tokenizer, config).sample([prompt], n=2, seed=0)
-    assert out == [Rollout("4", len(four) + 1, eos), Rollout("2 + 2 is", width, None)]
+    assert out == [Rollout("4", len(four) + 1, eos, four), Rollout("2 + 2 is", width, None, cut)]
     batch = tokenize_rollouts(tokenizer, [prompt] * 2, [r.text for r in out], [r.end_token for r in out])
     assert completion_ids(batch, 0)[-1] == eos and eos not in completion_ids(batch, 1)
 

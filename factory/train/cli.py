@@ -55,10 +55,10 @@ FLAGS = {
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """Settings with a fixed set of values: the help lists them and a typo is refused by the parser."""
-    from factory.train.config import LOSS_TYPES
+    from factory.train.config import LOSS_TYPES, TRAINABLE
 
     return {"loss_type": tuple(LOSS_TYPES), "rollout_backend": ("auto", "vllm", "transformers"),
-            "prompt_mode": ("auto", "chat", "base")}
+            "prompt_mode": ("auto", "chat", "base"), "train": TRAINABLE}
 
 
 def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[Any], None], help: str,

@@ -48,7 +48,7 @@ def logprobs_and_entropy(model: Any, input_ids: torch.Tensor, attention_mask: to
 
 def grpo_loss(
     logps: torch.Tensor,
-    old_logps: torch.Tensor,
+    old_logps: torch.Tensor | None,
     ref_logps: torch.Tensor | None,
     advantages: torch.Tensor,
     mask: torch.Tensor,
@@ -66,9 +66,10 @@ def grpo_loss(
     except advantages [batch]. Called on one of an update's `micro_batches` micro-batches, it
     returns that micro-batch's share: the shares sum to the update's loss. `batch_tokens` is the
     number of completion tokens in the whole update (all micro-batches), which `dapo` divides by;
-    by default this micro-batch's own, as when it is the whole batch.
+    by default this micro-batch's own, as when it is the whole batch. `old_logps` None: the policy
+    being updated sampled (one update per batch), so the ratio is 1 with the policy's gradient.
     """
-    ratio = torch.exp(logps - old_logps)
+    ratio = torch.exp(logps - (logps.detach() if old_logps is None else old_logps))
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon_high)
     A = advantages[:, None]
     per_token = -torch.min(ratio * A, clipped * A)
@@ -95,7 +96,7 @@ def grpo_loss(
 
 
 def micro_batch_losses(
-    logps_of: Callable[[slice], torch.Tensor], old: torch.Tensor, ref: torch.Tensor | None, advantages: torch.Tensor,
+    logps_of: Callable[[slice], torch.Tensor], old: torch.Tensor | None, ref: torch.Tensor | None, advantages: torch.Tensor,
     mask: torch.Tensor, config: GRPOConfig,
 ) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
     """One update's micro-batches in order, each with its share of the loss (backward each share:
@@ -106,7 +107,7 @@ def micro_batch_losses(
     batch_tokens = mask.sum()  # the dapo normalizer: fixed before the batch is split
     for i in range(0, len(advantages), step):
         s = slice(i, i + step)
-        yield grpo_loss(logps_of(s), old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
+        yield grpo_loss(logps_of(s), None if old is None else old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
                         config.epsilon, eps_high, config.loss_type, config.max_new_tokens, micro_batches, batch_tokens)
 
 
@@ -120,6 +121,9 @@ class Rollout:
     # The token that ended the completion (eos), trained on so the policy learns to stop; None when
     # it was cut at max_new_tokens: the sampler never produced one, so none is trained on.
     end_token: int | None
+    # The sampled token ids, the end token excluded: the update scores exactly these, since decoding
+    # to text and encoding again need not give them back (a stray byte becomes U+FFFD, three bytes).
+    ids: list[int] | None = None
 
 
 class TransformersSampler:
@@ -133,21 +137,26 @@ class TransformersSampler:
         tok, out = self.tokenizer, []
         torch.manual_seed(seed)
         self.model.eval()
-        for prompt in prompts:
-            enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-            gen = self.model.generate(
-                **enc, do_sample=True, temperature=self.config.temperature, top_p=self.config.top_p,
-                max_new_tokens=self.config.max_new_tokens, num_return_sequences=n,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            )
-            for row in gen[:, enc["input_ids"].shape[1]:]:
-                ids = row.tolist()
-                ended = tok.eos_token_id in ids  # else it ran to max_new_tokens
-                if ended:
-                    ids = ids[: ids.index(tok.eos_token_id)]
-                ids = [i for i in ids if i != tok.pad_token_id]
-                out.append(Rollout(tok.decode(ids, skip_special_tokens=True), len(ids) + ended,
-                                   tok.eos_token_id if ended else None))
+        encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        width = max(map(len, encoded))
+        # Left padding: every prompt ends where sampling starts, so one generate call serves them all.
+        device = self.model.device
+        input_ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in encoded], device=device)
+        attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+        gen = self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, do_sample=True, temperature=self.config.temperature,
+            top_p=self.config.top_p, top_k=0,  # generate's default top-k of 50 would sample from another policy
+            max_new_tokens=self.config.max_new_tokens, num_return_sequences=n,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        )
+        for row in gen[:, width:]:  # n rows per prompt, prompt by prompt
+            ids = row.tolist()
+            ended = tok.eos_token_id in ids  # else it ran to max_new_tokens
+            if ended:
+                ids = ids[: ids.index(tok.eos_token_id)]
+            ids = [i for i in ids if i != tok.pad_token_id]
+            out.append(Rollout(tok.decode(ids, skip_special_tokens=True), len(ids) + ended,
+                               tok.eos_token_id if ended else None, ids))
         self.model.train()
         return out
 
@@ -178,7 +187,12 @@ class VLLMSampler:
         params = [SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
                                  max_tokens=self.config.max_new_tokens, seed=seed + i) for i in range(len(prompts))]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [Rollout(c.text, len(c.token_ids), vllm_end_token(c)) for o in outs for c in o.outputs]
+        out = []
+        for c in (c for o in outs for c in o.outputs):
+            end = vllm_end_token(c)
+            ids = list(c.token_ids)
+            out.append(Rollout(c.text, len(ids), end, ids[:-1] if end is not None else ids))
+        return out
 
     def sync(self, model: Any) -> None:
         from safetensors.torch import save_file
@@ -228,12 +242,13 @@ def make_sampler(model: Any, tokenizer: Any, model_dir: str, config: GRPOConfig)
 
 
 def tokenize_rollouts(
-    tokenizer: Any, prompts: list[str], completions: list[str], eos: bool | Sequence[int | None]
+    tokenizer: Any, prompts: list[str], completions: Sequence[str | list[int]], eos: bool | Sequence[int | None]
 ) -> dict[str, torch.Tensor]:
     """Left-aligned prompt+completion ids, padded right; `completion_mask` marks completion tokens.
 
-    `eos`: the token each completion ended on, appended and trained on (None for one cut at
-    max_new_tokens, which ended on no token); True appends the tokenizer's eos to every one.
+    A completion is its text or, better, the token ids that were sampled. `eos`: the token each
+    completion ended on, appended and trained on (None for one cut at max_new_tokens, which ended
+    on no token); True appends the tokenizer's eos to every one.
     """
     ends = [tokenizer.eos_token_id if eos else None] * len(completions) if isinstance(eos, bool) else list(eos)
     if len(ends) != len(completions):
@@ -241,7 +256,8 @@ def tokenize_rollouts(
     rows, masks = [], []
     for prompt, completion, end in zip(prompts, completions, ends):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([end] if end is not None else [])
+        c = completion if isinstance(completion, list) else tokenizer(completion, add_special_tokens=False)["input_ids"]
+        c = c + ([end] if end is not None else [])
         rows.append(p + c)
         masks.append([0] * len(p) + [1] * len(c))
     width = max(len(r) for r in rows)
@@ -264,24 +280,30 @@ def policy_update(
     step = config.micro_batch_size
 
     @torch.no_grad()
-    def frozen_logprobs(m: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [logprobs_and_entropy(m, ids[i:i + step], attn[i:i + step]) for i in range(0, len(ids), step)]
-        return torch.cat([lp for lp, _ in parts]), torch.cat([h for _, h in parts])
+    def frozen_logprobs(m: Any) -> torch.Tensor:
+        return torch.cat([sequence_logprobs(m, ids[i:i + step], attn[i:i + step]) for i in range(0, len(ids), step)])
 
-    old, entropy = frozen_logprobs(model)  # pi_old: the policy that sampled
-    ref = frozen_logprobs(ref_model)[0] if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
+    # pi_old, the policy that sampled: with one update per batch it is the policy being updated, whose
+    # log-probs the loss detaches itself (as TRL does), so the extra forward pass is only for mu > 1.
+    old = frozen_logprobs(model) if config.num_iterations > 1 else None
+    ref = frozen_logprobs(ref_model) if ref_model is not None and config.beta > 0 else None  # pi_ref: the start
     micro_batches = -(-len(ids) // step)
-    totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0,
-                                "entropy": float((entropy * mask).sum() / mask.sum().clamp(min=1))}
-    for _ in range(config.num_iterations):
+    totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+    for iteration in range(config.num_iterations):
+
+        def logps_of(s: slice) -> torch.Tensor:
+            logps, entropy = logprobs_and_entropy(model, ids[s], attn[s])
+            if iteration == 0:  # the policy that sampled: its mean entropy per completion token
+                totals["entropy"] += float((entropy.detach() * mask[s]).sum() / mask.sum().clamp(min=1))
+            return logps
+
         optimizer.zero_grad(set_to_none=True)
-        shares = micro_batch_losses(lambda s: sequence_logprobs(model, ids[s], attn[s]), old, ref, advantages, mask, config)
-        for loss, m in shares:
+        for loss, m in micro_batch_losses(logps_of, old, ref, advantages, mask, config):
             loss.backward()
             totals["loss"] += float(loss.detach()) / config.num_iterations
             totals["kl"] += m["kl"] / micro_batches / config.num_iterations
             totals["clip_fraction"] += m["clip_fraction"] / micro_batches / config.num_iterations
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
     return totals
@@ -315,6 +337,26 @@ def held_out_pass_at_1(sampler: Any, problems: list[Any], prompts: list[str], te
     return {"eval/pass@1": sum(rates) / len(rates), "eval/pass@1_se": standard_error(rates)}
 
 
+def trainable_parameters(model: Any, which: str) -> list[torch.nn.Parameter]:
+    """The parameters GRPO updates. `norms`: only the normalisation layers' gains (one vector per
+    layer, 0.3% of a small model). A rule-based reward's gradient on a small model's weight matrices
+    is mostly specific to each problem (two disjoint batches of 512 rollouts give gradients with
+    cosine ~0 on the shipped tiny model): Adam moves every weight by about lr a step whatever the
+    gradient's consistency, so those steps add up to a random walk that costs accuracy. What holds
+    across problems is how sharply the policy commits to its best answer, which the gains set; they
+    take a learning rate 100x higher without harm."""
+    params = list(model.parameters())
+    if which == "norms":
+        gains = [p for name, p in model.named_parameters() if p.dim() == 1 and "norm" in name]
+        if not gains:
+            raise FactoryError("train=norms: the model has no normalisation layers' gains to train; use train=all")
+        keep = {id(p) for p in gains}
+        for p in params:
+            p.requires_grad_(id(p) in keep)
+        return gains
+    return params
+
+
 def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -325,6 +367,8 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     from factory.train.rewards import group_advantages, parse_reward_spec, score
 
     config.validate()
+    for warning in config.divergence_warnings():
+        log(f"warning: {warning}")
     spec = parse_reward_spec(config.rewards, config.weights)
     out = Path(config.out)
     random.seed(config.seed)
@@ -350,7 +394,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
             return with_prefill(text, template.prefill)
         return template.render_base(p)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable_parameters(model, config.train), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
     state = {"step": 0, "config": asdict(config)}
     ckpt = latest_checkpoint(out)
@@ -393,7 +437,8 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         totals, per_reward = score(samples, spec)
         rewards = torch.tensor(totals, dtype=torch.float32)
         advantages, group_std = group_advantages(rewards, config.group_size, scale=config.scale_rewards)
-        batch = tokenize_rollouts(tokenizer, each_prompt, [r.text for r in sampled], [r.end_token for r in sampled])
+        batch = tokenize_rollouts(tokenizer, each_prompt, [r.text if r.ids is None else r.ids for r in sampled],
+                                  [r.end_token for r in sampled])
         update = policy_update(model, ref_model, optimizer, scheduler, batch, advantages, config)
         sampler.sync(model)  # the next rollouts come from the updated weights
         record = {
