@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gains import REPO, factory, held_out, table  # noqa: E402
 
-# The documented settings (README, "GRPO on a small model"): only the normalisation gains train.
+# The documented settings (README, "Proving the gains"): only the normalisation gains train.
 SETTINGS = ["--template", "arithmetic_r1", "--rewards", "accuracy,format", "--weights", "1,0.1", "--n", 8,
             "--batch-size", 128, "--micro-batch-size", 64, "--lr", "1e-2", "--warmup-steps", 3, "--beta", 0,
             "--loss-type", "dapo", "--train", "norms", "--max-tokens", 96,

@@ -118,9 +118,8 @@ class GRPOConfig:
         if problems:
             raise FactoryError("bad GRPO settings: " + "; ".join(problems))
 
-
     def divergence_warnings(self) -> list[str]:
-        """Settings measured to lose accuracy (README, "GRPO on a small model"), said before the run starts."""
+        """Settings measured to lose accuracy (README, "Proving the gains"), said before the run starts."""
         if self.train == "all" and self.lr >= 1e-4:
             return [f"lr={self.lr:g} with train=all: on the shipped tiny model full-weight GRPO lost held-out accuracy "
                     "at lr 1e-4 (0.63 -> 0.58 in 15 steps) and 3e-4 (0.63 -> 0.44 in 20 steps): Adam turns the "

@@ -107,8 +107,9 @@ def micro_batch_losses(
     batch_tokens = mask.sum()  # the dapo normalizer: fixed before the batch is split
     for i in range(0, len(advantages), step):
         s = slice(i, i + step)
-        yield grpo_loss(logps_of(s), None if old is None else old[s], None if ref is None else ref[s], advantages[s], mask[s], config.beta,
-                        config.epsilon, eps_high, config.loss_type, config.max_new_tokens, micro_batches, batch_tokens)
+        yield grpo_loss(logps_of(s), None if old is None else old[s], None if ref is None else ref[s], advantages[s],
+                        mask[s], config.beta, config.epsilon, eps_high, config.loss_type, config.max_new_tokens,
+                        micro_batches, batch_tokens)
 
 
 # ---------------------------------------------------------------- rollouts
@@ -326,15 +327,15 @@ def reward_sample(rollout: Rollout, problem: Any, prompt: str, template: Any) ->
 def held_out_pass_at_1(sampler: Any, problems: list[Any], prompts: list[str], template: Any,
                        config: GRPOConfig) -> dict[str, float]:
     """Sampled pass@1 on held-out problems with the policy as it is now, at the rollout temperature,
-    scored by the accuracy reward (so `factory eval` agrees), with the standard error over problems."""
-    from factory.evaluate import standard_error
-    from factory.train.rewards import REWARDS
+    with the standard error over problems: scored by `factory eval`'s own scorer."""
+    from factory.evaluate import score_samples
 
     n = config.eval_n
     rollouts = sampler.sample(prompts, n, seed=config.seed * 7919 + 17)  # one fixed draw: evaluations differ by the policy only
-    rates = [sum(REWARDS["accuracy"](reward_sample(r, p, q, template)) for r in rollouts[i * n:(i + 1) * n]) / n
-             for i, (p, q) in enumerate(zip(problems, prompts))]
-    return {"eval/pass@1": sum(rates) / len(rates), "eval/pass@1_se": standard_error(rates)}
+    rows = [{**reward_sample(r, p, q, template), "problem_id": i}
+            for i, (p, q) in enumerate(zip(problems, prompts)) for r in rollouts[i * n:(i + 1) * n]]
+    scored = score_samples(rows, k=1)
+    return {"eval/pass@1": scored["pass@1"], "eval/pass@1_se": scored["pass@1_se"]}
 
 
 def trainable_parameters(model: Any, which: str) -> list[torch.nn.Parameter]:
