@@ -25,19 +25,24 @@ from bench.gains import REPO, factory, held_out, table  # noqa: E402
 
 
 def unfiltered_file(runs: Path, run: str, count: int, seed: int, out: Path) -> Path:
-    """`count` samples drawn at random from all the teacher generated, as SFT messages."""
+    """`count` problems drawn at random, each with one of its samples drawn at random, right or wrong,
+    as SFT messages: what the teacher gives without rejection sampling."""
     from factory import shards
     from factory.train.data import sample_to_messages
 
-    rows = shards.read_samples(runs / run, "generated")
-    picked = random.Random(seed).sample(rows, count)
+    rng = random.Random(seed)
+    by_problem: dict[str, list[dict]] = {}
+    for row in shards.read_samples(runs / run, "generated"):
+        by_problem.setdefault(row["problem_id"], []).append(row)
+    picked = [rng.choice(by_problem[p]) for p in rng.sample(sorted(by_problem), count)]
     out.write_text("".join(json.dumps({"messages": sample_to_messages(r)}) + "\n" for r in picked))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", type=int, default=20000, help="fresh problems the teacher answers (one sample each)")
+    ap.add_argument("--problems", type=int, default=20000, help="fresh problems the teacher answers")
+    ap.add_argument("--n", type=int, default=4, help="teacher samples per problem; the chain keeps one right one")
     ap.add_argument("--temperature", type=float, default=0.7, help="the teacher's sampling temperature")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=2)
@@ -50,11 +55,11 @@ def main() -> None:
 
     teacher, student = REPO / "data" / "teacher-model", REPO / "data" / "tiny-model"
     factory("generate", run, "--model", teacher, "--problems", f"builtin:arithmetic?n={args.problems}&seed=21",
-            "--template", "arithmetic_r1", "--n", 1, "--temperature", args.temperature, "--max-tokens", 128, runs=runs)
-    factory("filter", run, "--chain", "distill", runs=runs)
+            "--template", "arithmetic_r1", "--n", args.n, "--temperature", args.temperature, "--max-tokens", 128, runs=runs)
+    factory("filter", run, "--chain", "distill_rejection_sampling", runs=runs)
     funnel = json.loads((runs / run / "funnel.json").read_text())
     kept = funnel["kept"]
-    print(f"teacher: {funnel['generated']} samples, {kept} kept by `distill`", flush=True)
+    print(f"teacher: {funnel['generated']} samples, {kept} kept by `distill_rejection_sampling`", flush=True)
 
     results: dict[str, list[float]] = {"none (the student)": [], "unfiltered": [], "curated": [], "teacher": []}
     errors: dict[str, list[float]] = {arm: [] for arm in results}

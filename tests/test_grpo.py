@@ -159,3 +159,34 @@ def test_settings_known_to_lose_accuracy_are_warned_about():
     assert not GRPOConfig(lr=1e-5).divergence_warnings() and not GRPOConfig(lr=1e-2, train="norms").divergence_warnings()
     with pytest.raises(FactoryError, match="train must be one of all, norms"):
         GRPOConfig(model="m", out="o", train="embeddings").validate()
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dapo", "dr_grpo"])
+def test_rollouts_without_advantage_skip_the_backward_and_change_nothing(tiny_model: Path, loss_type: str):
+    """Without a KL term, zero-advantage rollouts get no forward-with-graph; the update (loss, every
+    gradient, the entropy logged) is the one computed over the whole batch."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    completions = ["<answer>14</answer>", "<think>3 * 4 = 12</think> <answer>14</answer>", "<answer>20</answer>",
+                   "no", "<answer>7</answer>", "<think>2 + 3 = 5</think>"]
+    batch = tokenize_rollouts(tok, ["2 + 3 * 4 = ?"] * 6, completions, eos=True)
+    advantages = torch.tensor([0.0, 1.0, 0.0, 0.0, -1.0, 0.0])  # micro-batches [0 1] [0 0] [-1 0]
+    config = GRPOConfig(model=str(tiny_model), out="unused", group_size=2, batch_size=6, micro_batch_size=2, lr=1e-3,
+                        beta=0.0, loss_type=loss_type)
+    results = []
+    for skip in (True, False):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keep the weights: compare the gradients
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        # a reference model turns the skip off (its KL term needs every row), at beta 0 it adds nothing
+        ref = None if skip else AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+        metrics = policy_update(model, ref, optimizer, scheduler, batch, advantages,
+                                config if skip else GRPOConfig(**{**config.__dict__, "beta": 1e-30}))
+        results.append((metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (skipped, grads_skipped), (full, grads_full) = results
+    assert skipped["loss"] == pytest.approx(full["loss"], abs=1e-7)
+    assert skipped["entropy"] == pytest.approx(full["entropy"], rel=1e-5) and skipped["entropy"] > 0
+    assert grads_skipped.keys() == grads_full.keys() and len(grads_full) > 0
+    for name, g in grads_full.items():
+        assert torch.allclose(grads_skipped[name], g, atol=1e-7), name

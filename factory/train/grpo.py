@@ -269,6 +269,30 @@ def tokenize_rollouts(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask[:, 1:]}
 
 
+def live_logprobs(
+    model: Any, ids: torch.Tensor, attn: torch.Tensor, live: torch.Tensor | None, with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's log-probs of rows `ids`, with a gradient only through the `live` rows (None: all).
+
+    Without a KL term, a rollout whose advantage is 0 (its group all right or all wrong: often most
+    of a batch) adds exactly 0 to the loss and its gradient, so only the others need the forward and
+    backward pass; the rest get log-probs 0, which the loss multiplies by 0. Their entropy, which the
+    log shows, comes from a forward pass without a graph, and only when `with_entropy`."""
+    if live is None or bool(live.all()):
+        logps, entropy = logprobs_and_entropy(model, ids, attn)
+        return logps, entropy.detach()
+    logps = torch.zeros(ids.shape[0], ids.shape[1] - 1, device=ids.device)
+    entropy = torch.zeros_like(logps)
+    if bool(live.any()):
+        lp, ent = logprobs_and_entropy(model, ids[live], attn[live])
+        logps = logps.index_put((live.nonzero().squeeze(1),), lp)
+        entropy[live] = ent.detach()
+    if with_entropy:
+        with torch.no_grad():
+            entropy[~live] = logprobs_and_entropy(model, ids[~live], attn[~live])[1]
+    return logps, entropy
+
+
 def policy_update(
     model: Any, ref_model: Any | None, optimizer: Any, scheduler: Any, batch: dict[str, torch.Tensor],
     advantages: torch.Tensor, config: GRPOConfig,
@@ -293,18 +317,24 @@ def policy_update(
     for iteration in range(config.num_iterations):
 
         def logps_of(s: slice) -> torch.Tensor:
-            logps, entropy = logprobs_and_entropy(model, ids[s], attn[s])
+            logps, entropy = live_logprobs(model, ids[s], attn[s], advantages[s] != 0 if ref is None else None,
+                                           with_entropy=iteration == 0)
             if iteration == 0:  # the policy that sampled: its mean entropy per completion token
-                totals["entropy"] += float((entropy.detach() * mask[s]).sum() / mask.sum().clamp(min=1))
+                totals["entropy"] += float((entropy * mask[s]).sum() / mask.sum().clamp(min=1))
             return logps
 
         optimizer.zero_grad(set_to_none=True)
         for loss, m in micro_batch_losses(logps_of, old, ref, advantages, mask, config):
-            loss.backward()
+            if loss.requires_grad:  # not when every rollout of the micro-batch has advantage 0
+                loss.backward()
             totals["loss"] += float(loss.detach()) / config.num_iterations
             totals["kl"] += m["kl"] / micro_batches / config.num_iterations
             totals["clip_fraction"] += m["clip_fraction"] / micro_batches / config.num_iterations
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        for p in trained:  # a batch without any advantage still steps, as Adam's momentum would
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         scheduler.step()
     return totals
