@@ -126,6 +126,13 @@ def test_resume_after_kill_takes_the_same_next_step(tiny_model: Path, tmp_path: 
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert straight["history"][-1] == {**resumed["history"][-1], "seconds": straight["history"][-1]["seconds"]}
+    # a finished run extends: 2 steps, then 3, is the straight 3-step run
+    run_grpo(config(tmp_path / "c", 2), log=lambda _m: None)
+    lines.clear()
+    run_grpo(config(tmp_path / "c", 3), log=lines.append)
+    assert lines[1] == "resumed from checkpoint-000002 at step 2"
+    c = load_file(tmp_path / "c" / "model.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
     other = config(tmp_path / "b", 3)
     other.lr = 5e-4
     with pytest.raises(FactoryError, match="other settings"):

@@ -118,6 +118,12 @@ class GRPOConfig:
         if problems:
             raise FactoryError("bad GRPO settings: " + "; ".join(problems))
 
+    def trajectory(self) -> dict[str, Any]:
+        """The settings that decide every update up to any step; only these must match on resume. The
+        learning rate has no decay that `steps` would set, so a finished run extends with a larger one."""
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("out", "steps", "save_every", "eval_problems", "eval_every", "eval_n")}
+
     def divergence_warnings(self) -> list[str]:
         """Settings measured to lose accuracy (README, "Proving the gains"), said before the run starts."""
         if self.train == "all" and self.lr >= 1e-4:
