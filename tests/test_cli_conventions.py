@@ -29,6 +29,8 @@ def test_version_help_and_completion(cli):
         result = cli(*args)
         assert result.exit_code == 0 and "Usage" in result.output
     assert "--install-completion" in cli("--help").output
+    flat = " ".join(cli("train", "grpo", "--help").output.replace("│", " ").split())
+    assert "[default: 20]" in flat and "[default: 1e-05]" in flat  # train's help shows each default
 
 
 def test_json_on_show_funnel_and_sql(cli, filtered: str):

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 import yaml
+from rich.markup import escape  # help is rich markup: a bare '[default: X]' would vanish as a tag
 
 from factory.errors import FactoryError
 from factory.train.config import coerce_settings
@@ -75,7 +76,7 @@ def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[An
         params.append(inspect.Parameter(
             f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
             annotation=Annotated[kind,
-                                 typer.Option(*FLAGS.get(f.name, ()), help=f"{f.metadata.get('help', '')} [default: {default}]",
+                                 typer.Option(*FLAGS.get(f.name, ()), help=f"{f.metadata.get('help', '')} " + escape(f"[default: {default}]"),
                                               show_default=False)],
         ))
 
