@@ -27,8 +27,8 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T | str | None = None, *, help: str | None = None) -> Any:
         """Add `obj` (or a "module:attr" path) under `name`; without `obj`, a decorator that does.
 
-        Without `help`, the entry's `description` attribute or the first line of its docstring is
-        shown. A later registration under the same name replaces the earlier one.
+        Without `help`, the entry's `description` attribute or the first paragraph of its docstring
+        is shown. A later registration under the same name replaces the earlier one.
         """
         if obj is None:
 
@@ -61,7 +61,7 @@ class Registry(Generic[T]):
         if text is None:
             obj = self.get(name)
             text = getattr(obj, "description", None) or obj.__doc__ or ""
-        return text.strip().splitlines()[0] if text.strip() else ""
+        return " ".join(text.strip().split("\n\n")[0].split())  # a wrapped first paragraph as one line
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -14,14 +14,15 @@ def test_register_by_call_and_by_decorator_with_help():
 
     @reg.register("two")
     def two(x):
-        """Doubles x.
+        """Doubles x,
+        the whole first paragraph.
 
         More text that the listing does not show."""
         return 2 * x
 
     assert two(3) == 6 and reg.get("two") is two and reg.get("one") is len
     assert reg.names() == ["one", "two"] and list(reg) == ["one", "two"] and len(reg) == 2
-    assert reg.items() == [("one", "counts things"), ("two", "Doubles x.")]
+    assert reg.items() == [("one", "counts things"), ("two", "Doubles x, the whole first paragraph.")]
     assert "one" in reg and "three" not in reg and ["unhashable"] not in reg
 
 
