@@ -8,7 +8,7 @@ from typing import Any
 
 from factory.filters.base import Filter, Outcome, Reject, setting
 from factory.textnorm import normalize
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Correct(Filter):
         if not s.get("answer") and not s.get("tests") and not gym_task and self.majority_without_gold:
             verdict_reason = self._vote(s)
         else:
-            v = check(s, timeout_s=self.timeout_s)
+            v = verify_sample(s, timeout_s=self.timeout_s)
             verdict_reason = None if v.ok else Reject(v.reason or "wrong_answer", v.detail)
         scores = {"correct": 0.0 if verdict_reason else 1.0}
         return Outcome(verdict_reason if self.reject else None, scores)

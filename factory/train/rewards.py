@@ -19,7 +19,7 @@ from factory.lang import detect_language, language_stats
 from factory.formats import parse_output, parse_row, sample_format
 from factory.registry import Registry
 from factory.sample import prefilled_completion
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +47,7 @@ def accuracy(sample: dict[str, Any]) -> float:
     # Arithmetic and math compare with a gold answer; without one there is nothing to match.
     if sample.get("answer") is None and kind in ("arithmetic", "math"):
         return 0.0
-    return 1.0 if check({**sample, "final": final}).ok else 0.0
+    return 1.0 if verify_sample({**sample, "final": final}).ok else 0.0
 
 
 @REWARDS.register("format")
