@@ -16,11 +16,11 @@ def formats() -> None:
     """List the output formats: what each parser reads, and `auto`."""
     from rich.table import Table
 
-    from factory.formats import AUTO_FORMAT, FORMATS, format_names
+    from factory.formats import format_names, get_format
 
     table = Table("format", "description")
     for name in format_names():
-        table.add_row(name, (FORMATS.get(name) or AUTO_FORMAT).description)
+        table.add_row(name, get_format(name).description)
     console.print(table)
 
 
