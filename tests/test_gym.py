@@ -86,7 +86,7 @@ def three_paths(p: Problem, answer: str | None) -> dict[str, float]:
     row = generated(p, answer)
     correct = Correct()
     correct.prepare([row])
-    outcome = correct.check(row)
+    outcome = correct.screen(row)
     prompt = TEMPLATE.render_base(p)
     rollout = Rollout(written(answer).text + "</answer>", 30, end_token=0)
     return {
@@ -210,7 +210,7 @@ def test_a_failing_scorer_is_a_verdict_never_a_crash():
     row = generated(p, "not a factorization")  # its scorer raises ValueError on this
     verdict = verify_sample(row)
     assert verdict.reason == "verifier_error" and "ValueError" in verdict.detail
-    assert Correct().check(row).reject.reason == "verifier_error"
+    assert Correct().screen(row).reject.reason == "verifier_error"
     for task in ("gym:no_such_dataset", "gym", "gym:"):  # the scorer's lookup fails
         verdict = verify_sample({**row, "task": task})
         assert verdict.reason == "verifier_error", (task, verdict)
@@ -226,7 +226,7 @@ def test_a_gym_problem_without_gold_goes_to_its_scorer_not_a_vote():
     right, wrong = generated(p, colouring), generated(p, WRONG)
     correct = Correct()
     correct.prepare([right, wrong])
-    assert correct.check(right).reject is None and correct.check(wrong).reject is not None
+    assert correct.screen(right).reject is None and correct.screen(wrong).reject is not None
     rollout = Rollout(written(colouring).text + "</answer>", 30, end_token=0)
     assert accuracy(reward_sample(rollout, p, TEMPLATE.render_base(p), TEMPLATE)) == 1.0
 
@@ -255,7 +255,7 @@ def test_generate_reads_a_gym_source_and_its_samples_verify(runs_dir: Path):
     assert all(json.loads(r["metadata"])["context"]["metadata"] for r in rows)
     correct = Correct()
     correct.prepare(rows)
-    assert all(correct.check(r).reject is None for r in rows)
+    assert all(correct.screen(r).reject is None for r in rows)
     assert score_samples(rows, k=1)["pass@1"] == 1.0
 
 

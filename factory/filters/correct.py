@@ -33,7 +33,7 @@ class Correct(Filter):
             answer, count = Counter(answers).most_common(1)[0]
             self._majority[pid] = (answer, count / len(answers))
 
-    def check(self, s: dict[str, Any]) -> Outcome:
+    def screen(self, s: dict[str, Any]) -> Outcome:
         # A gym task's scorer judges from the problem's metadata, gold answer or not (a graph
         # colouring has many right answers and none stored).
         gym_task = str(s.get("task") or "").startswith("gym:")
