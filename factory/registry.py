@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
+    """name -> entry of one kind, in registration order; `get` loads a path entry once."""
+
     def __init__(self, kind: str, hint: str = "") -> None:
         """`kind` names an entry in messages ("reward"); `hint` ends the unknown-name error."""
         self.kind = kind

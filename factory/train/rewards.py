@@ -98,7 +98,9 @@ def make_length_reward(max_tokens: int = 1024, cap: int | None = None) -> Reward
     return length
 
 
-REWARDS.register("length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048.")
+REWARDS.register(
+    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048."
+)
 
 Spec = list[tuple[str, float, Reward]]
 
