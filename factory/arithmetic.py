@@ -78,7 +78,7 @@ def solution_text(p: ArithmeticProblem) -> str:
 _INT = re.compile(r"^\s*[-+]?\d+\s*$")
 
 
-def check(final: str | None, answer: str) -> bool:
+def integers_equal(final: str | None, answer: str) -> bool:
     """Exact integer match of a final answer against the gold answer ("14" == " 14 ")."""
     if final is None or not _INT.match(final):
         return False

@@ -118,7 +118,7 @@ def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str,
     step.prepare(samples)
     kept, rejected = [], []
     for s in samples:
-        out = step.check(s)
+        out = step.screen(s)
         if isinstance(out, Reject) or out is None:
             out = Outcome(out)
         if out.scores:

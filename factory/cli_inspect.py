@@ -16,11 +16,11 @@ def formats() -> None:
     """List the output formats: what each parser reads, and `auto`."""
     from rich.table import Table
 
-    from factory.formats import AUTO_FORMAT, FORMATS, format_names
+    from factory.formats import format_names, get_format
 
     table = Table("format", "description")
     for name in format_names():
-        table.add_row(name, (FORMATS.get(name) or AUTO_FORMAT).description)
+        table.add_row(name, get_format(name).description)
     console.print(table)
 
 
@@ -88,7 +88,7 @@ def chains(
     from rich.table import Table
 
     from factory.chain import list_chains
-    from factory.filters import STEPS, step_class
+    from factory.filters import STEPS
     from factory.filters.base import describe_settings
 
     table = Table("chain", "steps", "description")
@@ -96,9 +96,8 @@ def chains(
         table.add_row(c.name, ", ".join(n for n, _ in c.steps), c.description)
     console.print(table)
     steps = Table("step", "description", "settings")
-    for name in STEPS:
-        cls = step_class(name)
-        steps.add_row(name, cls.description, describe_settings(cls))
+    for name, description in STEPS.items():
+        steps.add_row(name, description, describe_settings(STEPS.get(name)))
     console.print(steps)
 
 

@@ -52,9 +52,10 @@ def score_samples(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     parser reads the answer and the verifier registry checks it, exactly as the `correct` filter does."""
     from factory.train.rewards import REWARDS
 
+    accuracy = REWARDS.get("accuracy")
     correct: dict[str, list[float]] = defaultdict(list)
     for row in rows:
-        correct[row["problem_id"]].append(REWARDS["accuracy"](row) if not row.get("error") else 0.0)
+        correct[row["problem_id"]].append(accuracy(row) if not row.get("error") else 0.0)
     per_problem = [(len(v), int(sum(v))) for v in correct.values()]
     rates = [c / m for m, c in per_problem]
     return {

@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from factory.errors import FactoryError
+from factory.registry import Registry
 from factory.sample import prefilled_completion, row_meta
 from factory.parsers import (
     _SPECIAL,
@@ -118,7 +119,11 @@ def _has(*needles: str) -> Callable[[str], bool]:
 
 
 # Registration order is auto's order: the most specific markers first.
-FORMATS: dict[str, OutputFormat] = {}
+FORMATS: Registry[OutputFormat] = Registry(
+    "format",
+    hint=f"; or {AUTO} to detect it per sample, or name your own parser as module:function, "
+    f"or publish it under the entry-point group '{ENTRY_POINT_GROUP}'",
+)
 _BUILTIN = [
     OutputFormat("thought_solution", "<|begin_of_thought|> reasoning <|end_of_thought|> <|begin_of_solution|> "
                  "solution with \\boxed{} <|end_of_solution|> (Sky-T1, Bespoke-Stratos, OpenThoughts)",
@@ -137,8 +142,7 @@ _BUILTIN = [
 
 def register_format(fmt: OutputFormat) -> OutputFormat:
     """Add a format to this process's registry (entry points and module paths reach worker processes too)."""
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.register(fmt.name, fmt, help=fmt.description)
 
 
 for _f in _BUILTIN:
@@ -187,24 +191,19 @@ def format_names() -> list[str]:
 
 def get_format(name: str) -> OutputFormat:
     """A registered format, `auto`, a `module:function` path, or an entry point; else one clear error."""
-    if name in FORMATS:
-        return FORMATS[name]
-    if name == AUTO:
-        return AUTO_FORMAT
-    if ":" in name:
-        return _import_path(name)
-    _load_entry_points()
-    if name in FORMATS:
-        return FORMATS[name]
-    raise FactoryError(
-        f"unknown format '{name}': the formats are {', '.join(format_names())}; or name your own parser "
-        f"as module:function, or publish it under the entry-point group '{ENTRY_POINT_GROUP}'"
-    )
+    if name not in FORMATS:
+        if name == AUTO:
+            return AUTO_FORMAT
+        if ":" in name:
+            return _import_path(name)
+        _load_entry_points()
+    return FORMATS.get(name)
 
 
 def detect_format(text: str) -> OutputFormat | None:
     """The registered format a completion is written in: the first whose markers it carries."""
-    for fmt in FORMATS.values():
+    for name in FORMATS:
+        fmt = FORMATS.get(name)
         if fmt.detect is not None and fmt.detect(text):
             return fmt
     return None

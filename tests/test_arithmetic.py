@@ -8,7 +8,7 @@ import re
 import pytest
 
 from factory import arithmetic
-from factory.arithmetic import _solve, check, generate, make_problem, question, solution_text
+from factory.arithmetic import _solve, generate, integers_equal, make_problem, question, solution_text
 
 STEP = re.compile(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$")
 
@@ -114,15 +114,15 @@ def test_question_and_solution_text():
 
 @pytest.mark.parametrize("final", ["14", " 14 ", "14\n", "+14", "014"])
 def test_check_accepts_the_integer(final):
-    assert check(final, "14") is True
+    assert integers_equal(final, "14") is True
 
 
 @pytest.mark.parametrize("final", ["14.5", "", None, "fourteen", "15", "1 4", "14 apples", "-14"])
 def test_check_rejects_everything_else(final):
-    assert check(final, "14") is False
+    assert integers_equal(final, "14") is False
 
 
 def test_check_negative_answers():
-    assert check("-3", "-3") is True
-    assert check(" -3", "-3") is True
-    assert check("3", "-3") is False
+    assert integers_equal("-3", "-3") is True
+    assert integers_equal(" -3", "-3") is True
+    assert integers_equal("3", "-3") is False

@@ -76,27 +76,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("flt, changes, expected", CASES, ids=lambda v: getattr(v, "name", None) if hasattr(v, "check") else None)
+@pytest.mark.parametrize("flt, changes, expected", CASES, ids=lambda v: getattr(v, "name", None) if hasattr(v, "screen") else None)
 def test_filter_cases(flt, changes, expected):
     s = sample(**changes)
     flt.prepare([s])
-    assert reason(flt.check(s)) == expected
+    assert reason(flt.screen(s)) == expected
 
 
 def test_correct_scores_even_when_only_scoring():
-    out = Correct(reject=False).check(sample(final="20"))
+    out = Correct(reject=False).screen(sample(final="20"))
     assert out.reject is None and out.scores == {"correct": 0.0}
-    assert Correct().check(sample()).scores == {"correct": 1.0}
+    assert Correct().screen(sample()).scores == {"correct": 1.0}
 
 
 def test_majority_vote_without_gold():
     group = [sample(id=f"s{i}", answer=None, task="math", final=f) for i, f in enumerate(["14", " 14", "20", "14"])]
     flt = Correct()
     flt.prepare(group)
-    assert [reason(flt.check(s)) for s in group] == [None, None, "not_majority", None]
+    assert [reason(flt.screen(s)) for s in group] == [None, None, "not_majority", None]
     split = [sample(id=f"t{i}", problem_id="p2", answer=None, final=f) for i, f in enumerate(["1", "2", "3", "4"])]
     flt.prepare(split)
-    assert reason(flt.check(split[0])) == "no_majority"
+    assert reason(flt.screen(split[0])) == "no_majority"
 
 
 def test_repeated_ngram_share():

@@ -24,7 +24,7 @@ from factory.sources import Problem, load_problems
 from factory.templates import load_template
 from factory.train.grpo import Rollout, reward_sample
 from factory.train.rewards import accuracy
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 N = 3  # problems per dataset
 WRONG = "no idea 1234567"
@@ -86,7 +86,7 @@ def three_paths(p: Problem, answer: str | None) -> dict[str, float]:
     row = generated(p, answer)
     correct = Correct()
     correct.prepare([row])
-    outcome = correct.check(row)
+    outcome = correct.screen(row)
     prompt = TEMPLATE.render_base(p)
     rollout = Rollout(written(answer).text + "</answer>", 30, end_token=0)
     return {
@@ -201,21 +201,21 @@ def test_without_reasoning_gym_says_how_to_install(monkeypatch: pytest.MonkeyPat
         monkeypatch.setitem(sys.modules, module, None)  # None in sys.modules: the import fails
     with pytest.raises(FactoryError, match=r"pip install 'reasoning-factory\[gym\]'"):
         load_problems("gym:basic_arithmetic?n=1")
-    verdict = check(row)
+    verdict = verify_sample(row)
     assert verdict.reason == "verifier_missing" and "reasoning-factory[gym]" in verdict.detail
 
 
 def test_a_failing_scorer_is_a_verdict_never_a_crash():
     p = load_problems("gym:prime_factorization?n=1")[0]
     row = generated(p, "not a factorization")  # its scorer raises ValueError on this
-    verdict = check(row)
+    verdict = verify_sample(row)
     assert verdict.reason == "verifier_error" and "ValueError" in verdict.detail
-    assert Correct().check(row).reject.reason == "verifier_error"
+    assert Correct().screen(row).reject.reason == "verifier_error"
     for task in ("gym:no_such_dataset", "gym", "gym:"):  # the scorer's lookup fails
-        verdict = check({**row, "task": task})
+        verdict = verify_sample({**row, "task": task})
         assert verdict.reason == "verifier_error", (task, verdict)
     broken = {**row, "metadata": json.dumps({"format": "think_answer", "context": {"metadata": {}}})}
-    assert check(broken).reason == "verifier_error"  # its metadata is gone: KeyError, as a verdict
+    assert verify_sample(broken).reason == "verifier_error"  # its metadata is gone: KeyError, as a verdict
     assert accuracy(broken) == 0.0 and score_samples([broken], k=1)["pass@1"] == 0.0
 
 
@@ -226,7 +226,7 @@ def test_a_gym_problem_without_gold_goes_to_its_scorer_not_a_vote():
     right, wrong = generated(p, colouring), generated(p, WRONG)
     correct = Correct()
     correct.prepare([right, wrong])
-    assert correct.check(right).reject is None and correct.check(wrong).reject is not None
+    assert correct.screen(right).reject is None and correct.screen(wrong).reject is not None
     rollout = Rollout(written(colouring).text + "</answer>", 30, end_token=0)
     assert accuracy(reward_sample(rollout, p, TEMPLATE.render_base(p), TEMPLATE)) == 1.0
 
@@ -255,7 +255,7 @@ def test_generate_reads_a_gym_source_and_its_samples_verify(runs_dir: Path):
     assert all(json.loads(r["metadata"])["context"]["metadata"] for r in rows)
     correct = Correct()
     correct.prepare(rows)
-    assert all(correct.check(r).reject is None for r in rows)
+    assert all(correct.screen(r).reject is None for r in rows)
     assert score_samples(rows, k=1)["pass@1"] == 1.0
 
 

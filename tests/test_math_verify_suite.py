@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from factory.formats import parse_output
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 PAIRS = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "math_verify_pairs.jsonl").open()]
 DEFAULT = [p for p in PAIRS if not p["options"]]
@@ -29,7 +29,7 @@ def through_factory(gold: str, pred: str, fmt: str) -> bool:
         "think_boxed": f"<think>\nLet me check.\n</think>\n\n{pred}",
     }[fmt]
     parsed = parse_output(text, fmt)
-    return check({"task": "math", "final": parsed.final, "answer": gold}).ok
+    return verify_sample({"task": "math", "final": parsed.final, "answer": gold}).ok
 
 
 def test_fixture_is_the_ported_suite():

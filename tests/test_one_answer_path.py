@@ -48,14 +48,14 @@ CASES += [(fmt, completion, "auto", "") for fmt, completion in AUTO.items()]
 @pytest.mark.parametrize("name, completion, fmt, prefill", CASES, ids=[c[0] for c in CASES])
 def test_right_scores_one_everywhere_and_wrong_zero(name, completion, fmt, prefill):
     right = sample(completion, fmt, prefill)
-    assert Parsed().check(right) is None and right["final"] == "14"
-    assert Correct().check(right).reject is None
-    assert Format().check(right) is None
+    assert Parsed().screen(right) is None and right["final"] == "14"
+    assert Correct().screen(right).reject is None
+    assert Format().screen(right) is None
     assert accuracy(right) == 1.0 and format_reward(right) == 1.0
     assert score_samples([right], k=1)["pass@1"] == 1.0
 
     wrong = sample(completion, fmt, prefill, answer="20")
-    assert Correct().check(wrong).reject.reason == "wrong_answer"
+    assert Correct().screen(wrong).reject.reason == "wrong_answer"
     assert accuracy(wrong) == 0.0
     assert score_samples([wrong], k=1)["pass@1"] == 0.0
 
@@ -63,4 +63,4 @@ def test_right_scores_one_everywhere_and_wrong_zero(name, completion, fmt, prefi
 def test_prefill_is_part_of_the_format():
     """Without its prefill, r1_distill's completion closes a <think> it never opened: not the format."""
     bare = sample(RIGHT["r1_distill"], "think_boxed", "")
-    assert Format().check(bare).reason == "bad_format" and format_reward(bare) == 0.0
+    assert Format().screen(bare).reason == "bad_format" and format_reward(bare) == 0.0

@@ -17,7 +17,7 @@ from factory.parsers import (
 
 def test_registry():
     assert {"think_answer", "special_token", "score", "think_boxed", "thought_solution", "boxed"} <= set(FORMATS)
-    assert FORMATS["think_answer"].parse is parse_think_answer
+    assert FORMATS.get("think_answer").parse is parse_think_answer
 
 
 # --- think_answer ---------------------------------------------------------------------

@@ -147,7 +147,7 @@ def test_length_reward():
     # No token count: about 4 characters a token.
     assert length(sample("a" * 400)) == 1.0
     assert length(sample("a" * 600)) == pytest.approx(0.5)
-    assert REWARDS["length"](sample("x", completion_tokens=1024)) == 1.0
+    assert REWARDS.get("length")(sample("x", completion_tokens=1024)) == 1.0
     with pytest.raises(FactoryError):
         make_length_reward(100, cap=100)
 

@@ -12,7 +12,7 @@ import pytest
 from factory import arithmetic
 from factory.templates import load_template
 from factory.verify.math import verify_math
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 from factory.verify.sandbox import sandbox_available
 
 
@@ -33,30 +33,30 @@ def test_math_verify_edge_cases(gold, answer, ok):
 def test_wrong_number_inside_the_reasoning_does_not_fool_the_check():
     completion = "<think>First I thought 2 + 3 = 5 and 5 * 4 = 20, but multiplication comes first.</think><answer>14</answer>"
     parsed = load_template("r1_zero").parse(completion)
-    assert check({"task": "math", "final": parsed.final, "answer": "14"}).ok
-    assert not check({"task": "math", "final": parsed.final, "answer": "20"}).ok
+    assert verify_sample({"task": "math", "final": parsed.final, "answer": "14"}).ok
+    assert not verify_sample({"task": "math", "final": parsed.final, "answer": "20"}).ok
 
 
 def test_every_verifier_accepts_its_own_gold():
     for p in arithmetic.generate(20, seed=4):
-        assert check({"task": "arithmetic", "final": str(p.answer), "answer": str(p.answer)}).ok
-        assert check({"task": "math", "final": str(p.answer), "answer": str(p.answer)}).ok
-    assert check({"task": "math", "final": "\\frac{\\sqrt{2}}{2}", "answer": "\\frac{\\sqrt{2}}{2}"}).ok
+        assert verify_sample({"task": "arithmetic", "final": str(p.answer), "answer": str(p.answer)}).ok
+        assert verify_sample({"task": "math", "final": str(p.answer), "answer": str(p.answer)}).ok
+    assert verify_sample({"task": "math", "final": "\\frac{\\sqrt{2}}{2}", "answer": "\\frac{\\sqrt{2}}{2}"}).ok
 
 
 @pytest.mark.skipif(not sandbox_available(), reason="bubblewrap is not installed")
 def test_code_verifier_accepts_a_correct_program_and_its_tests():
     program = "```python\nn = int(input())\nprint(sorted([42] + [n, 1])[::-1][0])\n```"
     tests = json.dumps([{"input": "5\n", "output": "42\n"}, {"input": "100\n", "output": "100\n"}])
-    assert check({"task": "code", "final": None, "completion": program, "tests": tests}).ok
-    bad = check({"task": "code", "completion": "```python\nprint(0)\n```", "tests": tests})
+    assert verify_sample({"task": "code", "final": None, "completion": program, "tests": tests}).ok
+    bad = verify_sample({"task": "code", "completion": "```python\nprint(0)\n```", "tests": tests})
     assert not bad.ok and bad.reason == "wrong_output"
 
 
 def test_arithmetic_rejects_near_misses():
-    v = check({"task": "arithmetic", "final": "14.5", "answer": "14"})
+    v = verify_sample({"task": "arithmetic", "final": "14.5", "answer": "14"})
     assert not v.ok and v.reason == "wrong_answer"
-    assert check({"task": "arithmetic", "final": None, "answer": "14"}).reason == "no_answer"
+    assert verify_sample({"task": "arithmetic", "final": None, "answer": "14"}).reason == "no_answer"
 
 
 def _slow_verify(_):

@@ -1,6 +1,6 @@
 """A filter is one small object: settings from YAML, one method over one sample.
 
-`check(sample)` returns None to keep the sample, or a Reject with a snake_case reason
+`screen(sample)` returns None to keep the sample, or a Reject with a snake_case reason
 (and optionally scores). The chain runner, not the filter, counts in / kept / rejected
 per step and reason, and writes the rejects. A filter that needs to see a whole shard's
 samples first (majority vote) overrides `prepare`.
@@ -48,7 +48,7 @@ class Filter:
     def prepare(self, samples: list[dict[str, Any]]) -> None:
         """Called once per shard with the samples that enter this step."""
 
-    def check(self, sample: dict[str, Any]) -> Outcome | Reject | None:
+    def screen(self, sample: dict[str, Any]) -> Outcome | Reject | None:
         raise NotImplementedError
 
 

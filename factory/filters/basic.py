@@ -16,7 +16,7 @@ class Parsed(Filter):
     description = "The format's parser found reasoning and a final answer; the request did not fail or hit max_tokens."
     reasons = ("generation_error", "truncated", "unparsed")
 
-    def check(self, s: dict[str, Any]) -> Reject | None:
+    def screen(self, s: dict[str, Any]) -> Reject | None:
         if s.get("error"):
             return Reject("generation_error", s["error"][:200])
         if s.get("finish_reason") == "length":  # a cut-off text has no answer: say so, not "unparsed"
@@ -37,7 +37,7 @@ class Complete(Filter):
     description = "Not cut off by max_tokens, and every reasoning tag or marker that opens also closes."
     reasons = ("truncated", "unclosed_tag")
 
-    def check(self, s: dict[str, Any]) -> Reject | None:
+    def screen(self, s: dict[str, Any]) -> Reject | None:
         if s.get("finish_reason") == "length":
             return Reject("truncated", f"hit max_tokens after {s.get('completion_tokens')} tokens")
         text = prefilled_completion(s).lower()  # a prefilled "<think>" opened the tag
@@ -53,7 +53,7 @@ class Format(Filter):
     description = "Exactly the sample's format (e.g. one <think>..</think> then one <answer>..</answer>; <think>..</think> then a boxed summary; | special_token | reasoning | special_token | summary); no empty part."
     reasons = ("bad_format", "empty_part")
 
-    def check(self, s: dict[str, Any]) -> Reject | None:
+    def screen(self, s: dict[str, Any]) -> Reject | None:
         text = prefilled_completion(s)
         fmt = sample_format(s, text)
         if fmt is None:
@@ -80,7 +80,7 @@ class Length(Filter):
             return "a min is larger than its max"
         return None
 
-    def check(self, s: dict[str, Any]) -> Reject | None:
+    def screen(self, s: dict[str, Any]) -> Reject | None:
         # Imported generations may come without token counts: then only the characters are bounded.
         counted = s.get("completion_tokens")
         tokens = counted if counted is not None else "unknown"

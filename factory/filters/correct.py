@@ -8,7 +8,7 @@ from typing import Any
 
 from factory.filters.base import Filter, Outcome, Reject, setting
 from factory.textnorm import normalize
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 
 @dataclass
@@ -33,14 +33,14 @@ class Correct(Filter):
             answer, count = Counter(answers).most_common(1)[0]
             self._majority[pid] = (answer, count / len(answers))
 
-    def check(self, s: dict[str, Any]) -> Outcome:
+    def screen(self, s: dict[str, Any]) -> Outcome:
         # A gym task's scorer judges from the problem's metadata, gold answer or not (a graph
         # colouring has many right answers and none stored).
         gym_task = str(s.get("task") or "").startswith("gym:")
         if not s.get("answer") and not s.get("tests") and not gym_task and self.majority_without_gold:
             verdict_reason = self._vote(s)
         else:
-            v = check(s, timeout_s=self.timeout_s)
+            v = verify_sample(s, timeout_s=self.timeout_s)
             verdict_reason = None if v.ok else Reject(v.reason or "wrong_answer", v.detail)
         scores = {"correct": 0.0 if verdict_reason else 1.0}
         return Outcome(verdict_reason if self.reject else None, scores)

@@ -25,7 +25,7 @@ class Language(Filter):
             return "field must be reasoning or completion"
         return None if 0 <= self.min_share <= 1 else "min_share must be in [0, 1]"
 
-    def check(self, s: dict[str, Any]) -> Outcome:
+    def screen(self, s: dict[str, Any]) -> Outcome:
         target = self.target or detect_language(s.get("problem") or "") or "en"
         stats = language_stats(s.get(self.field) or "", target)
         scores = {"language_share": round(stats.share, 4)}

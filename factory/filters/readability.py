@@ -32,7 +32,7 @@ class Readability(Filter):
     ngram: int = setting(8, "n of the word n-grams counted for repetition")
     max_repeated_ngram_share: float = setting(0.3, "largest share of n-grams that repeat an earlier one")
 
-    def check(self, s: dict[str, Any]) -> Reject | None:
+    def screen(self, s: dict[str, Any]) -> Reject | None:
         reasoning = s.get("reasoning") or ""
         longest = max((len(p) for p in re.split(r"\n\s*\n", reasoning)), default=0)
         if longest > self.max_paragraph_chars:

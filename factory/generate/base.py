@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from factory.errors import FactoryError
+from factory.registry import Registry
 from factory.sample import Sampling
 
 # Called with (samples finished, completion tokens) as generation goes, for progress bars.
@@ -55,16 +55,11 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BACKENDS = ("vllm", "openai")
+# By path: each backend imports this module for Request and Completion, and vLLM is heavy to import.
+BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
+BACKENDS.register("vllm", "factory.generate.vllm_backend:VLLMBackend", help="offline vLLM engine on local GPUs")
+BACKENDS.register("openai", "factory.generate.openai_backend:OpenAIBackend", help="any OpenAI-compatible server")
 
 
 def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:
-    if name == "vllm":
-        from factory.generate.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model, **options)
-    if name == "openai":
-        from factory.generate.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(model, **options)
-    raise FactoryError(f"unknown backend '{name}': the backends are {', '.join(BACKENDS)}")
+    return BACKENDS.get(name)(model, **options)

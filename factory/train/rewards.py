@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 from factory.errors import FactoryError
 from factory.lang import detect_language, language_stats
 from factory.formats import parse_output, parse_row, sample_format
+from factory.registry import Registry
 from factory.sample import prefilled_completion
-from factory.verify.registry import check
+from factory.verify.registry import verify_sample
 
 if TYPE_CHECKING:
     import torch
 
 Reward = Callable[[dict[str, Any]], float]
+REWARDS: Registry[Reward] = Registry("reward")
+
 
 def extract_answer(completion: str) -> str | None:
     """The final answer of an R1-Zero `<think>/<answer>` completion: the last closed <answer>, else
@@ -31,6 +34,7 @@ def extract_answer(completion: str) -> str | None:
     return parse_output(completion, "think_answer").final or None
 
 
+@REWARDS.register("accuracy")
 def accuracy(sample: dict[str, Any]) -> float:
     """1.0 when the final answer, read by the sample's format parser, verifies against the gold
     answer (or the tests), else 0.0."""
@@ -43,9 +47,10 @@ def accuracy(sample: dict[str, Any]) -> float:
     # Arithmetic and math compare with a gold answer; without one there is nothing to match.
     if sample.get("answer") is None and kind in ("arithmetic", "math"):
         return 0.0
-    return 1.0 if check({**sample, "final": final}).ok else 0.0
+    return 1.0 if verify_sample({**sample, "final": final}).ok else 0.0
 
 
+@REWARDS.register("format")
 def format_reward(sample: dict[str, Any]) -> float:
     """1.0 when the completion is in its format: for `<think>/<answer>`, one non-empty <think>…</think>
     then an <answer> tag (only whitespace around and between); for the others, the format filter's check.
@@ -59,6 +64,7 @@ def format_reward(sample: dict[str, Any]) -> float:
     return 1.0 if fmt is not None and fmt.check_shape(text, strict=False) is None else 0.0
 
 
+@REWARDS.register("language")
 def language(sample: dict[str, Any]) -> float:
     """R1's language consistency: share of the reasoning's words in the target language.
 
@@ -92,12 +98,9 @@ def make_length_reward(max_tokens: int = 1024, cap: int | None = None) -> Reward
     return length
 
 
-REWARDS: dict[str, Reward] = {
-    "accuracy": accuracy,
-    "format": format_reward,
-    "language": language,
-    "length": make_length_reward(),
-}
+REWARDS.register(
+    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048."
+)
 
 Spec = list[tuple[str, float, Reward]]
 
@@ -109,8 +112,7 @@ def parse_reward_spec(names: str, weights: str | None = None) -> Spec:
     if not keys:
         raise FactoryError(f"no rewards given; valid rewards: {valid}")
     for key in keys:
-        if key not in REWARDS:
-            raise FactoryError(f"unknown reward {key!r}; valid rewards: {valid}")
+        REWARDS.get(key)  # an unknown name fails here, before the weights are read
     if len(set(keys)) != len(keys):  # per-reward logs are keyed by name
         raise FactoryError(f"reward listed twice in {names!r}; valid rewards: {valid}")
     if weights is None or not weights.strip():
@@ -127,7 +129,7 @@ def parse_reward_spec(names: str, weights: str | None = None) -> Spec:
             raise FactoryError(f"reward weights must be numbers, got {weights!r}; valid rewards: {valid}") from None
         if not all(math.isfinite(v) for v in values):
             raise FactoryError(f"reward weights must be finite, got {weights!r}; valid rewards: {valid}")
-    return [(key, w, REWARDS[key]) for key, w in zip(keys, values)]
+    return [(key, w, REWARDS.get(key)) for key, w in zip(keys, values)]
 
 
 def score(samples: Sequence[dict[str, Any]], spec: Spec) -> tuple[list[float], dict[str, list[float]]]:

@@ -44,7 +44,7 @@ def _column(columns: dict[str, Any], i: int, *names: str) -> Any:
 
 def make_reward(name: str, fmt: str | None = None) -> TRLReward:
     """The factory reward `name` (see factory.train.rewards.REWARDS) as a TRL reward function."""
-    reward = REWARDS[name]
+    reward = REWARDS.get(name)
 
     def trl_reward(prompts: list[Any] | None = None, completions: list[Any] | None = None, **columns: Any) -> list[float]:
         scores = []

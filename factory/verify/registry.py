@@ -1,4 +1,4 @@
-"""One entry point for every checker: `check(sample)` picks the verifier by the sample's task.
+"""One entry point for every checker: `verify_sample(sample)` picks the verifier by the sample's task.
 
 Tasks: "arithmetic" (the built-in procedural task, exact integers), "math" (math-verify),
 "code" (the model's program against the problem's tests in the sandbox), and
@@ -12,14 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 from factory import arithmetic
+from factory.registry import Registry
 from factory.verify import Verdict
 
+Verifier = Callable[[dict[str, Any], float], Verdict]
+VERIFIERS: Registry[Verifier] = Registry("verifier")
 
+
+@VERIFIERS.register("arithmetic", help="the built-in procedural task: exact integer match with the gold answer")
 def _arithmetic(sample: dict[str, Any], timeout_s: float) -> Verdict:
     final, gold = sample.get("final"), sample.get("answer")
     if final is None or not str(final).strip():
         return Verdict(False, "no_answer")
-    if arithmetic.check(final, gold):
+    if arithmetic.integers_equal(final, gold):
         return Verdict(True)
     return Verdict(False, "wrong_answer", f"{final.strip()[:40]!r} != {gold!r}")
 
@@ -33,10 +38,12 @@ def _verify_math() -> Callable[..., Verdict]:
     return verify_math
 
 
+@VERIFIERS.register("math", help="math-verify: the final answer equals the gold answer symbolically")
 def _math(sample: dict[str, Any], timeout_s: float) -> Verdict:
     return _verify_math()(sample.get("final"), sample.get("answer"), timeout_s=max(1, int(timeout_s)))
 
 
+@VERIFIERS.register("code", help="the model's program against the problem's tests in the sandbox")
 def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
     from factory.verify.code import verify_code
 
@@ -49,6 +56,7 @@ def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
     return verify_code(text, sample["tests"], timeout_s=timeout_s)
 
 
+@VERIFIERS.register("gym", help="reasoning-gym's scorer for gym:<name> tasks (optional extra)")
 def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
     from factory import gym
     from factory.sample import row_meta
@@ -68,19 +76,12 @@ def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
     return Verdict(True) if score >= 1.0 else Verdict(False, "wrong_answer", f"score {score:.3g}")
 
 
-VERIFIERS: dict[str, Callable[[dict[str, Any], float], Verdict]] = {
-    "arithmetic": _arithmetic,
-    "math": _math,
-    "code": _code,
-    "gym": _gym,
-}
-
-
-def verifier_for(task: str | None) -> Callable[[dict[str, Any], float], Verdict]:
+def verifier_for(task: str | None) -> Verifier:
+    """The verifier for a task's prefix ("gym:leg_counting" -> gym); math for any other task."""
     kind = (task or "math").split(":", 1)[0]
-    return VERIFIERS.get(kind, _math)
+    return VERIFIERS.get(kind if kind in VERIFIERS else "math")
 
 
-def check(sample: dict[str, Any], timeout_s: float = 5) -> Verdict:
+def verify_sample(sample: dict[str, Any], timeout_s: float = 5) -> Verdict:
     """Verify one sample's final answer against its gold answer or tests."""
     return verifier_for(sample.get("task"))(sample, timeout_s)
