@@ -20,8 +20,9 @@ from factory.errors import FactoryError
 from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
 from factory.gym import SCORER_KEYS
+from factory.problem import Problem
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
-from factory.sources import Problem, load_problems
+from factory.sources import load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
 
