@@ -162,7 +162,7 @@ def test_bad_chain_files(tmp_path: Path, body: str, message: str):
 
 
 def test_unknown_chain_name_lists_chains():
-    with pytest.raises(FactoryError, match="unknown chain 'nope': the chains are cold_start, distill, grpo_prompts"):
+    with pytest.raises(FactoryError, match="unknown chain 'nope': the chains are cold_start, distill, distill_rejection_sampling, grpo_prompts"):
         load_chain("nope")
 
 
