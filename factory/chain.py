@@ -1,10 +1,11 @@
 """Filter chains: YAML files naming steps and settings, run over a run's shards.
 
-Per-sample steps run shard by shard in worker processes (all cores); each shard gives
+Per-sample steps run shard by shard on an executor (local: worker processes on all cores); each shard gives
 `curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns plus
-`rejected_by` and `reason`) and a marker with its per-step counts. Workers only write temp
-files and die with the filter process; the process holding the run lock renames them into
-place, so nothing reaches the run folder without the lock. Global steps then run in DuckDB
+`rejected_by` and `reason`) and a marker with its per-step counts. Local workers only write
+temp files and die with the filter process; the process holding the run lock renames them into
+place (remote workers send the rows back and it writes them), so nothing reaches the run folder
+without the lock. Global steps then run in DuckDB
 over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and then
 removes those rows from the curated shards, so a kill at any point resumes cleanly. The run
 ends by checking the funnel: every generated sample in exactly one of curated/ and rejected/.
@@ -12,18 +13,12 @@ ends by checking the funnel: every generated sample in exactly one of curated/ a
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
+import io
 import json
-import os
 import shutil
-import signal
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +28,7 @@ from factory import shards
 from factory.assets import shipped_dir
 from factory.crash import crash_point
 from factory.errors import FactoryError
+from factory.executors import Executor, ShardJobs, get_executor
 from factory.files import read_yaml_file
 from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
 from factory.filters.base import Outcome, Reject, build
@@ -110,10 +106,6 @@ def list_chains(extra: list[Path] | None = None) -> dict[str, Chain]:
     return found
 
 
-def reason_code(reason: str | None) -> str:
-    return (reason or "").split(":", 1)[0]
-
-
 def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str, Any]) -> tuple[list, list]:
     step.prepare(samples)
     kept, rejected = [], []
@@ -184,37 +176,20 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
     return _stage_outputs(run, index, kept, rejected, steps_stats)
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """Pool initializer: a worker must not outlive the filter process that started it.
-
-    A killed parent never sends EOF; its workers would finish their queued shards with no
-    lock holder, then wait forever."""
-    try:  # Linux: the kernel kills this worker when its parent dies
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # elsewhere the watchdog below ends it within a second
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
 def load_chain_text(text: str) -> Chain:
-    """A chain from its YAML text (a Ray worker gets the text, not the driver's file)."""
+    """A chain from its YAML text (a remote worker gets the text, not the driver's file)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "chain.yaml"
         path.write_text(text, encoding="utf-8")
         return load_chain(str(path))
+
+
+def filter_shard_bytes(index: int, shard: bytes, chain_text: str) -> tuple[int, list, list, list[dict[str, Any]]]:
+    """Remote worker: the chain's per-sample steps over a shard sent as bytes; the rows come back."""
+    samples = pq.read_table(io.BytesIO(shard), schema=SCHEMA).to_pylist()
+    return (index, *filter_samples(samples, load_chain_text(chain_text)))
 
 
 def _clear(run_dir: Path) -> None:
@@ -252,16 +227,15 @@ def run_chain(
     """Filter every unfiltered shard, then run the global steps; return the funnel."""
     from factory.lock import run_lock
 
-    if executor not in ("local", "ray"):
-        raise FactoryError(f"unknown executor '{executor}': use local or ray")
+    runner = get_executor(executor, executor_options)
     shards.read_manifest(run_dir)
     with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over
-        return _run_chain(run_dir, chain, workers, redo, log, on_shard, executor, executor_options or {})
+        return _run_chain(run_dir, chain, workers, redo, log, on_shard, runner)
 
 
 def _run_chain(
     run_dir: Path, chain: Chain, workers: int | None, redo: bool, log: Callable[[str], None],
-    on_shard: Callable[[int], None], executor: str, executor_options: dict[str, Any],
+    on_shard: Callable[[int], None], executor: Executor,
 ) -> dict[str, Any]:
     generated = shards.done_shards(run_dir, "generated")
     if not generated:
@@ -280,15 +254,9 @@ def _run_chain(
         todo = indices
     if todo:
         (run_dir / "funnel.json").unlink(missing_ok=True)
-    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + (" on Ray" if executor == "ray" else ""))
-    if todo and executor == "ray":
-        from factory.ray_executor import filter_on_ray
-
-        for index, kept, rejected, steps_stats in filter_on_ray(run_dir, todo, chain, {"num_workers": workers, **executor_options}):
-            write_filtered(run_dir, index, kept, rejected, steps_stats)
-            on_shard(1)
-    elif todo:
-        _filter_local(run_dir, todo, chain, workers, on_shard)
+    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + executor.where)
+    if todo:
+        _filter_shards(run_dir, todo, chain, executor, workers, on_shard)
     from factory.filters.global_steps import run_global_steps
 
     run_global_steps(run_dir, chain, log)
@@ -301,28 +269,17 @@ def _run_chain(
     return funnel
 
 
-def _filter_local(run_dir: Path, todo: list[int], chain: Chain, workers: int | None, on_shard: Callable[[int], None]) -> None:
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for k in todo:
-            commit_filtered(run_dir, filter_shard(str(run_dir), k, str(chain.path)))
+def _filter_shards(run_dir: Path, todo: list[int], chain: Chain, executor: Executor, workers: int | None,
+                   on_shard: Callable[[int], None]) -> None:
+    if executor.shares_files:  # workers read the shards and stage their outputs beside them
+        jobs = ShardJobs(filter_shard, [(str(run_dir), k, str(chain.path)) for k in todo])
+        commit: Callable[[Any], None] = lambda out: commit_filtered(run_dir, out)  # noqa: E731
+    else:  # shards travel as bytes, read as the executor asks for them; the rows come back
+        text = chain.path.read_text(encoding="utf-8")
+        jobs = ShardJobs(filter_shard_bytes,
+                         ((k, shards.shard_path(run_dir, "generated", k).read_bytes(), text) for k in todo))
+        commit = lambda out: write_filtered(run_dir, *out)  # noqa: E731
+    with executor.run(jobs, workers=workers) as results:
+        for out in results:
+            commit(out)
             on_shard(1)
-        return
-    error: FactoryError | None = None
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(filter_shard, str(run_dir), k, str(chain.path)) for k in todo]
-        try:
-            for f in as_completed(futures):
-                try:
-                    out = f.result()
-                except FactoryError as e:  # the other shards are still kept; the first error is reported
-                    error = error or e
-                    continue
-                commit_filtered(run_dir, out)
-                on_shard(1)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # e.g. the lock was lost: start no more shards
-            raise
-    if error is not None:
-        raise error
