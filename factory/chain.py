@@ -33,6 +33,7 @@ from factory.files import read_yaml_file
 from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
 from factory.filters.base import Outcome, Reject, build
 from factory.sample import SCHEMA, to_table
+from factory.step_stats import StepStats
 
 FILTER_MANIFEST = "filter.json"
 
@@ -106,7 +107,7 @@ def list_chains(extra: list[Path] | None = None) -> dict[str, Chain]:
     return found
 
 
-def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str, Any]) -> tuple[list, list]:
+def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: StepStats) -> tuple[list, list]:
     step.prepare(samples)
     kept, rejected = [], []
     for s in samples:
@@ -120,28 +121,28 @@ def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str,
         else:
             r = out.reject
             s["rejected_by"], s["reason"] = name, r.reason + (f": {r.detail}" if r.detail else "")
-            stats["rejected"][r.reason] = stats["rejected"].get(r.reason, 0) + 1
+            stats.reject(r.reason)
             rejected.append(s)
-    stats["kept"] = len(kept)
+    stats.kept = len(kept)
     return kept, rejected
 
 
-def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, list, list[dict[str, Any]]]:
+def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, list, list[StepStats]]:
     """The chain's per-sample steps over one shard's samples: (kept, rejected, stats per step)."""
     steps_stats = []
     rejected_all: list[dict[str, Any]] = []
     for name, step in chain.per_sample:
-        stats = {"step": name, "in": len(samples), "kept": 0, "rejected": {}}
+        stats = StepStats(name, len(samples))
         samples, rejected = _apply(step, samples, name, stats)
         rejected_all += rejected
         steps_stats.append(stats)
     return samples, rejected_all, steps_stats
 
 
-def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> dict[str, Any]:
+def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stats: list[StepStats]) -> dict[str, Any]:
     """A shard's outputs as temp files beside their final paths: only the lock holder commits them."""
     return {
-        "index": index, "steps": steps_stats,
+        "index": index, "steps": [s.to_dict() for s in steps_stats],
         "rejected": (str(shards.write_temp(shards.shard_path(run, "rejected", index), to_table(rejected))), len(rejected)),
         "curated": (str(shards.write_temp(shards.shard_path(run, "curated", index), to_table(kept))), len(kept)),
     }
@@ -160,7 +161,7 @@ def commit_filtered(run: Path, out: dict[str, Any]) -> None:
                         point="filter.curated")
 
 
-def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> None:
+def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[StepStats]) -> None:
     commit_filtered(run, _stage_outputs(run, index, kept, rejected, steps_stats))
 
 
@@ -186,7 +187,7 @@ def load_chain_text(text: str) -> Chain:
         return load_chain(str(path))
 
 
-def filter_shard_bytes(index: int, shard: bytes, chain_text: str) -> tuple[int, list, list, list[dict[str, Any]]]:
+def filter_shard_bytes(index: int, shard: bytes, chain_text: str) -> tuple[int, list, list, list[StepStats]]:
     """Remote worker: the chain's per-sample steps over a shard sent as bytes; the rows come back."""
     samples = pq.read_table(io.BytesIO(shard), schema=SCHEMA).to_pylist()
     return (index, *filter_samples(samples, load_chain_text(chain_text)))
