@@ -274,13 +274,14 @@ def _filter_shards(run_dir: Path, todo: list[int], chain: Chain, executor: Execu
                    on_shard: Callable[[int], None]) -> None:
     if executor.shares_files:  # workers read the shards and stage their outputs beside them
         jobs = ShardJobs(filter_shard, [(str(run_dir), k, str(chain.path)) for k in todo])
-        commit: Callable[[Any], None] = lambda out: commit_filtered(run_dir, out)  # noqa: E731
     else:  # shards travel as bytes, read as the executor asks for them; the rows come back
         text = chain.path.read_text(encoding="utf-8")
         jobs = ShardJobs(filter_shard_bytes,
                          ((k, shards.shard_path(run_dir, "generated", k).read_bytes(), text) for k in todo))
-        commit = lambda out: write_filtered(run_dir, *out)  # noqa: E731
     with executor.run(jobs, workers=workers) as results:
         for out in results:
-            commit(out)
+            if executor.shares_files:
+                commit_filtered(run_dir, out)
+            else:
+                write_filtered(run_dir, *out)
             on_shard(1)
