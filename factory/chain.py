@@ -1,14 +1,14 @@
 """Filter chains: YAML files naming steps and settings, run over a run's shards.
 
-Per-sample steps run shard by shard on an executor (local: worker processes on all cores); each shard gives
-`curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns plus
-`rejected_by` and `reason`) and a marker with its per-step counts. Local workers only write
-temp files and die with the filter process; the process holding the run lock renames them into
-place (remote workers send the rows back and it writes them), so nothing reaches the run folder
-without the lock. Global steps then run in DuckDB
-over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and then
-removes those rows from the curated shards, so a kill at any point resumes cleanly. The run
-ends by checking the funnel: every generated sample in exactly one of curated/ and rejected/.
+Per-sample steps run shard by shard on an executor (local: worker processes on all cores);
+each shard gives `curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns
+plus `rejected_by` and `reason`) and a marker with its per-step counts. Local workers only
+write temp files and die with the filter process; the process holding the run lock renames
+them into place (remote workers send the rows back and it writes them), so nothing reaches
+the run folder without the lock. Global steps then run in DuckDB over all kept samples; each
+writes `rejected/global-NN-<step>.parquet` first and then removes those rows from the curated
+shards, so a kill at any point resumes cleanly. The run ends by checking the funnel: every
+generated sample in exactly one of curated/ and rejected/.
 """
 
 from __future__ import annotations
