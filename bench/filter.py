@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # factory and tests/, run from anywhere
+
 SENTENCES = [
     "We first restate the problem in our own words and list what is known.",
     "Then we check each quantity carefully, keeping track of every intermediate value.",
@@ -67,23 +69,11 @@ def baseline(rows: list[dict]) -> None:
 
 
 def write_run(rows: list[dict], run: Path, per_shard: int = 500) -> None:
-    from factory import shards
-    from factory.sample import Sampling, to_table
-    from factory.templates import load_template
-    from factory.textnorm import text_hash
+    from tests.synthetic_runs import write_run as write_synthetic_run
 
-    template = load_template("r1_zero")
-    shards.open_run(run, {"bench": True}, "bench")
-    full = []
-    for r in rows:
-        parsed = template.parse(r["completion"])
-        full.append({**r, "sample_index": int(r["id"][1:]) % 4, "source": "bench", "task": "math", "template": "r1_zero",
-                     "prompt": r["problem"], "completion_hash": text_hash(r["completion"]), "reasoning": parsed.reasoning,
-                     "final": parsed.final, "parse_error": parsed.error, "finish_reason": "stop", "prompt_tokens": 20,
-                     "completion_tokens": len(r["completion"]) // 4, "model": "bench", "sampling": Sampling().as_dict(),
-                     "scores": "{}", "metadata": json.dumps({"prefill": ""})})
-    for k in range(0, len(full), per_shard):
-        shards.write_shard(shards.shard_path(run, "generated", k // per_shard), to_table(full[k : k + per_shard]), {})
+    samples = [{**r, "sample_index": int(r["id"][1:]) % 4, "source": "bench", "task": "math", "prompt": r["problem"],
+                "prompt_tokens": 20, "completion_tokens": len(r["completion"]) // 4} for r in rows]
+    write_synthetic_run(run, samples, per_shard, config={"bench": True}, fingerprint="bench", model="bench")
 
 
 def timed(cmd: list[str]) -> tuple[float, str]:

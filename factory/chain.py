@@ -1,29 +1,24 @@
 """Filter chains: YAML files naming steps and settings, run over a run's shards.
 
-Per-sample steps run shard by shard in worker processes (all cores); each shard gives
-`curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns plus
-`rejected_by` and `reason`) and a marker with its per-step counts. Workers only write temp
-files and die with the filter process; the process holding the run lock renames them into
-place, so nothing reaches the run folder without the lock. Global steps then run in DuckDB
-over all kept samples; each writes `rejected/global-NN-<step>.parquet` first and then
-removes those rows from the curated shards, so a kill at any point resumes cleanly. The run
-ends by checking the funnel: every generated sample in exactly one of curated/ and rejected/.
+Per-sample steps run shard by shard on an executor (local: worker processes on all cores);
+each shard gives `curated/shard-k.parquet` (kept), `rejected/shard-k.parquet` (all columns
+plus `rejected_by` and `reason`) and a marker with its per-step counts. Local workers only
+write temp files and die with the filter process; the process holding the run lock renames
+them into place (remote workers send the rows back and it writes them), so nothing reaches
+the run folder without the lock. Global steps then run in DuckDB over all kept samples; each
+writes `rejected/global-NN-<step>.parquet` first and then removes those rows from the curated
+shards, so a kill at any point resumes cleanly. The run ends by checking the funnel: every
+generated sample in exactly one of curated/ and rejected/.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
+import io
 import json
-import os
 import shutil
-import signal
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +28,12 @@ from factory import shards
 from factory.assets import shipped_dir
 from factory.crash import crash_point
 from factory.errors import FactoryError
+from factory.executors import Executor, ShardJobs, get_executor
 from factory.files import read_yaml_file
 from factory.filters import GLOBAL, PER_SAMPLE, STEPS, step_class
 from factory.filters.base import Outcome, Reject, build
 from factory.sample import SCHEMA, to_table
+from factory.step_stats import StepStats
 
 FILTER_MANIFEST = "filter.json"
 
@@ -110,11 +107,7 @@ def list_chains(extra: list[Path] | None = None) -> dict[str, Chain]:
     return found
 
 
-def reason_code(reason: str | None) -> str:
-    return (reason or "").split(":", 1)[0]
-
-
-def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str, Any]) -> tuple[list, list]:
+def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: StepStats) -> tuple[list, list]:
     step.prepare(samples)
     kept, rejected = [], []
     for s in samples:
@@ -128,28 +121,28 @@ def _apply(step: Any, samples: list[dict[str, Any]], name: str, stats: dict[str,
         else:
             r = out.reject
             s["rejected_by"], s["reason"] = name, r.reason + (f": {r.detail}" if r.detail else "")
-            stats["rejected"][r.reason] = stats["rejected"].get(r.reason, 0) + 1
+            stats.reject(r.reason)
             rejected.append(s)
-    stats["kept"] = len(kept)
+    stats.kept = len(kept)
     return kept, rejected
 
 
-def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, list, list[dict[str, Any]]]:
+def filter_samples(samples: list[dict[str, Any]], chain: Chain) -> tuple[list, list, list[StepStats]]:
     """The chain's per-sample steps over one shard's samples: (kept, rejected, stats per step)."""
     steps_stats = []
     rejected_all: list[dict[str, Any]] = []
     for name, step in chain.per_sample:
-        stats = {"step": name, "in": len(samples), "kept": 0, "rejected": {}}
+        stats = StepStats(name, len(samples))
         samples, rejected = _apply(step, samples, name, stats)
         rejected_all += rejected
         steps_stats.append(stats)
     return samples, rejected_all, steps_stats
 
 
-def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> dict[str, Any]:
+def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stats: list[StepStats]) -> dict[str, Any]:
     """A shard's outputs as temp files beside their final paths: only the lock holder commits them."""
     return {
-        "index": index, "steps": steps_stats,
+        "index": index, "steps": [s.to_dict() for s in steps_stats],
         "rejected": (str(shards.write_temp(shards.shard_path(run, "rejected", index), to_table(rejected))), len(rejected)),
         "curated": (str(shards.write_temp(shards.shard_path(run, "curated", index), to_table(kept))), len(kept)),
     }
@@ -168,7 +161,7 @@ def commit_filtered(run: Path, out: dict[str, Any]) -> None:
                         point="filter.curated")
 
 
-def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[dict[str, Any]]) -> None:
+def write_filtered(run: Path, index: int, kept: list, rejected: list, steps_stats: list[StepStats]) -> None:
     commit_filtered(run, _stage_outputs(run, index, kept, rejected, steps_stats))
 
 
@@ -184,37 +177,20 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
     return _stage_outputs(run, index, kept, rejected, steps_stats)
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> None:
-    """Pool initializer: a worker must not outlive the filter process that started it.
-
-    A killed parent never sends EOF; its workers would finish their queued shards with no
-    lock holder, then wait forever."""
-    try:  # Linux: the kernel kills this worker when its parent dies
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # elsewhere the watchdog below ends it within a second
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
-
-
 def load_chain_text(text: str) -> Chain:
-    """A chain from its YAML text (a Ray worker gets the text, not the driver's file)."""
+    """A chain from its YAML text (a remote worker gets the text, not the driver's file)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "chain.yaml"
         path.write_text(text, encoding="utf-8")
         return load_chain(str(path))
+
+
+def filter_shard_bytes(index: int, shard: bytes, chain_text: str) -> tuple[int, list, list, list[StepStats]]:
+    """Remote worker: the chain's per-sample steps over a shard sent as bytes; the rows come back."""
+    samples = pq.read_table(io.BytesIO(shard), schema=SCHEMA).to_pylist()
+    return (index, *filter_samples(samples, load_chain_text(chain_text)))
 
 
 def _clear(run_dir: Path) -> None:
@@ -252,16 +228,15 @@ def run_chain(
     """Filter every unfiltered shard, then run the global steps; return the funnel."""
     from factory.lock import run_lock
 
-    if executor not in ("local", "ray"):
-        raise FactoryError(f"unknown executor '{executor}': use local or ray")
+    runner = get_executor(executor, executor_options)
     shards.read_manifest(run_dir)
     with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over
-        return _run_chain(run_dir, chain, workers, redo, log, on_shard, executor, executor_options or {})
+        return _run_chain(run_dir, chain, workers, redo, log, on_shard, runner)
 
 
 def _run_chain(
     run_dir: Path, chain: Chain, workers: int | None, redo: bool, log: Callable[[str], None],
-    on_shard: Callable[[int], None], executor: str, executor_options: dict[str, Any],
+    on_shard: Callable[[int], None], executor: Executor,
 ) -> dict[str, Any]:
     generated = shards.done_shards(run_dir, "generated")
     if not generated:
@@ -280,15 +255,9 @@ def _run_chain(
         todo = indices
     if todo:
         (run_dir / "funnel.json").unlink(missing_ok=True)
-    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + (" on Ray" if executor == "ray" else ""))
-    if todo and executor == "ray":
-        from factory.ray_executor import filter_on_ray
-
-        for index, kept, rejected, steps_stats in filter_on_ray(run_dir, todo, chain, {"num_workers": workers, **executor_options}):
-            write_filtered(run_dir, index, kept, rejected, steps_stats)
-            on_shard(1)
-    elif todo:
-        _filter_local(run_dir, todo, chain, workers, on_shard)
+    log(f"{len(todo)} of {len(indices)} shards to filter with chain '{chain.name}'" + executor.where)
+    if todo:
+        _filter_shards(run_dir, todo, chain, executor, workers, on_shard)
     from factory.filters.global_steps import run_global_steps
 
     run_global_steps(run_dir, chain, log)
@@ -301,28 +270,18 @@ def _run_chain(
     return funnel
 
 
-def _filter_local(run_dir: Path, todo: list[int], chain: Chain, workers: int | None, on_shard: Callable[[int], None]) -> None:
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        for k in todo:
-            commit_filtered(run_dir, filter_shard(str(run_dir), k, str(chain.path)))
-            on_shard(1)
-        return
-    error: FactoryError | None = None
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(filter_shard, str(run_dir), k, str(chain.path)) for k in todo]
-        try:
-            for f in as_completed(futures):
-                try:
-                    out = f.result()
-                except FactoryError as e:  # the other shards are still kept; the first error is reported
-                    error = error or e
-                    continue
+def _filter_shards(run_dir: Path, todo: list[int], chain: Chain, executor: Executor, workers: int | None,
+                   on_shard: Callable[[int], None]) -> None:
+    if executor.shares_files:  # workers read the shards and stage their outputs beside them
+        jobs = ShardJobs(filter_shard, [(str(run_dir), k, str(chain.path)) for k in todo])
+    else:  # shards travel as bytes, read as the executor asks for them; the rows come back
+        text = chain.path.read_text(encoding="utf-8")
+        jobs = ShardJobs(filter_shard_bytes,
+                         ((k, shards.shard_path(run_dir, "generated", k).read_bytes(), text) for k in todo))
+    with executor.run(jobs, workers=workers) as results:
+        for out in results:
+            if executor.shares_files:
                 commit_filtered(run_dir, out)
-                on_shard(1)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # e.g. the lock was lost: start no more shards
-            raise
-    if error is not None:
-        raise error
+            else:
+                write_filtered(run_dir, *out)
+            on_shard(1)

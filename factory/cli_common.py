@@ -12,6 +12,7 @@ import typer.core
 from rich.console import Console
 
 from factory.errors import FactoryError
+from factory.executors import EXECUTORS
 
 try:  # typer vendors its own click from 0.2x on; older ones use click itself
     from typer._click.exceptions import ClickException
@@ -61,7 +62,7 @@ EXIT_INTERRUPTED = 130
 FAILURES = {"generation_error", "verifier_error", "judge_error"}
 Backend = Literal["vllm", "openai"]
 PromptMode = Literal["auto", "chat", "base"]
-Executor = Literal["local", "ray"]
+Executor = Literal[EXECUTORS]  # type: ignore[valid-type]  # the choices are the executors' own list
 Stage = Literal["generated", "curated", "rejected"]
 
 

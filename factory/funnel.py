@@ -15,30 +15,23 @@ from rich.table import Table
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.step_stats import StepStats
 
 
 def compute_funnel(run_dir: Path) -> dict[str, Any]:
-    steps: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
+    steps: dict[str, StepStats] = {}  # in first-seen order
     shards.readable_shards(run_dir, "generated")  # a damaged input shard is named, not counted past
     markers = [shards.marker_path(p) for p in shards.done_shards(run_dir, "curated")]
     markers += [shards.marker_path(p) for p in shards.done_shards(run_dir, "rejected") if p.name.startswith("global-")]
     if not markers:
         raise FactoryError(f"{run_dir}: not filtered yet; run `factory filter {run_dir} --chain NAME` first")
     for marker in markers:
-        for s in json.loads(marker.read_text()).get("steps", []):
-            if s["step"] not in steps:
-                order.append(s["step"])
-                steps[s["step"]] = {"step": s["step"], "in": 0, "kept": 0, "rejected": {}}
-            agg = steps[s["step"]]
-            agg["in"] += s["in"]
-            agg["kept"] += s["kept"]
-            for reason, count in s["rejected"].items():
-                agg["rejected"][reason] = agg["rejected"].get(reason, 0) + count
+        for s in map(StepStats.from_dict, json.loads(marker.read_text()).get("steps", [])):
+            steps.setdefault(s.step, StepStats(s.step)).add(s)
     generated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "generated"))
     curated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "curated"))
     rejected = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "rejected"))
-    return {"generated": generated, "kept": curated, "rejected": rejected, "steps": [steps[n] for n in order]}
+    return {"generated": generated, "kept": curated, "rejected": rejected, "steps": [s.to_dict() for s in steps.values()]}
 
 
 def check_exact(run_dir: Path, funnel: dict[str, Any], fix: str) -> None:

@@ -21,14 +21,12 @@ import functools
 import json
 import types
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from factory.errors import FactoryError
+from factory.problem import Problem
 from factory.sample import stable_hash
-
-if TYPE_CHECKING:
-    from factory.sources import Problem
 
 INSTALL = "pip install 'reasoning-factory[gym]'"
 # The context keys a gym scorer needs: generation keeps them in every sample, however large.
@@ -163,8 +161,6 @@ def restore_tuples(value: Any, paths: list[list[Any]]) -> Any:
 
 def load(spec: str, limit: int | None = None) -> list[Problem]:
     """Problems from `gym:NAME?n=100&seed=0&OPTION=VALUE...`; one clear FactoryError for bad input."""
-    from factory.sources import Problem  # here: sources imports this module on first use
-
     name, _, query = spec.removeprefix("gym:").partition("?")
     where = f"'{spec}'"
     if not name:

@@ -25,8 +25,9 @@ from factory import shards
 from factory.errors import FactoryError
 from factory.formats import get_format, implied_prefill, parse_output
 from factory.generate.runner import small_context
+from factory.problem import Problem
 from factory.sample import stable_hash, to_table
-from factory.sources import FIELDS, Problem, problem_columns, problem_from_row, read_rows
+from factory.sources import FIELDS, problem_columns, problem_from_row, read_rows
 from factory.textnorm import text_hash
 
 # Fields an import maps with --map FIELD=COLUMN, beyond the problem's; and the columns tried when not mapped.

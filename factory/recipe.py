@@ -22,6 +22,7 @@ import yaml
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.executors import RAY_OPTIONS, check_executor, check_ray_options
 from factory.files import parse_yaml_value, read_yaml_file
 from factory.sample import stable_hash
 
@@ -95,14 +96,14 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
         raise FactoryError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
     if not any(stage in recipe for stage in STAGES):
         raise FactoryError(f"{path}: the recipe names no stage; add one of {', '.join(STAGES)}")
-    if recipe.get("executor", "local") not in ("local", "ray"):
-        raise FactoryError(f"{path}: executor '{recipe['executor']}' is not local or ray")
+    try:
+        check_executor(recipe.get("executor", "local"))
+    except FactoryError as e:
+        raise FactoryError(f"{path}: {e}") from None
     if recipe.get("ray") is not None:
-        from factory.ray_executor import check_options
-
         if not isinstance(recipe["ray"], dict):
-            raise FactoryError(f"{path}: `ray` must be a mapping of options (address, replicas, num_gpus, num_cpus, num_workers)")
-        check_options(recipe["ray"])
+            raise FactoryError(f"{path}: `ray` must be a mapping of options ({', '.join(RAY_OPTIONS)})")
+        check_ray_options(recipe["ray"])  # checked even when the recipe runs locally: a typo is caught early
     for stage in STAGES:
         if stage in recipe and not isinstance(recipe[stage], dict):
             raise FactoryError(f"{path}: `{stage}` must be a mapping of settings, not {recipe[stage]!r}")

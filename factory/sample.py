@@ -121,10 +121,6 @@ def prefilled_completion(row: dict[str, Any]) -> str:
     return (row_meta(row).get("prefill") or "") + (row.get("completion") or "")
 
 
-def empty_row() -> dict[str, Any]:
-    return {name: None for name in COLUMNS}
-
-
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Build a table with exactly SCHEMA from row dicts (missing keys become null)."""
     columns = {name: [row.get(name) for row in rows] for name in COLUMNS}

@@ -20,28 +20,16 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from factory import arithmetic
 from factory.errors import FactoryError, RunBusy
+from factory.problem import Problem
 from factory.sample import stable_hash
 
 FIELDS = ("problem", "answer", "tests", "task", "id")
-
-
-@dataclass
-class Problem:
-    problem_id: str
-    problem: str
-    answer: str | None = None
-    tests: str | None = None  # JSON list
-    task: str = "math"
-    source: str = ""
-    # Extra values the templates may use (e.g. `completion` for refine) and keep in metadata.
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_mapping(items: list[str] | None, fields: tuple[str, ...] = FIELDS) -> dict[str, str]:

@@ -28,7 +28,7 @@ from factory.errors import FactoryError
 from factory.files import read_yaml_file
 from factory.formats import get_format, parse_output
 from factory.parsers import Parsed
-from factory.sources import Problem
+from factory.problem import Problem
 
 # Templates are data that users share: they render in Jinja's sandbox, where attribute walks to
 # Python internals (`cycler.__init__.__globals__.os`) raise SecurityError instead of running.

@@ -11,16 +11,13 @@ import pytest
 from factory import arithmetic, shards
 from factory.chain import load_chain, run_chain
 from factory.errors import FactoryError
-from factory.sample import SCHEMA, Sampling, sample_id, stable_hash, to_table
-from factory.templates import load_template
-from factory.textnorm import text_hash
+from factory.sample import SCHEMA, stable_hash, to_table
+from tests.synthetic_runs import write_run
 
 
 def make_run(run: Path, problems: int = 24, per_shard: int = 6) -> list[dict]:
     """A run whose samples are right, wrong, duplicated, cut off and mixed-language by design."""
-    shards.open_run(run, {"test": True}, "fp")
-    template = load_template("r1_zero")
-    rows = []
+    samples = []
     for k, p in enumerate(arithmetic.generate(problems, seed=1)):
         pid = stable_hash("arithmetic", p.expression)
         for i in range(4):
@@ -31,19 +28,9 @@ def make_run(run: Path, problems: int = 24, per_shard: int = 6) -> list[dict]:
                 completion = f"<think>{steps}\n我们先计算乘法，然后计算加法，所以答案是正确的。</think><answer>{p.answer}</answer>"
             if i == 1 and k % 4 == 0:
                 completion = "<think>" + steps
-            parsed = template.parse(completion)
-            rows.append(dict(
-                id=sample_id(pid, "r1_zero", "m", Sampling(), i), problem_id=pid, sample_index=i, source="builtin",
-                task="arithmetic", problem=arithmetic.question(p), answer=str(p.answer), template="r1_zero",
-                prompt="P", completion=completion, completion_hash=text_hash(completion), reasoning=parsed.reasoning,
-                final=parsed.final, parse_error=parsed.error, finish_reason="stop" if "</answer>" in completion else "length",
-                prompt_tokens=10, completion_tokens=len(completion) // 3, model="m", sampling=Sampling().as_dict(),
-                scores="{}", metadata=json.dumps({"prefill": ""}),
-            ))
-    n = per_shard * 4
-    for s in range((len(rows) + n - 1) // n):
-        shards.write_shard(shards.shard_path(run, "generated", s), to_table(rows[s * n : (s + 1) * n]), {})
-    return rows
+            samples.append(dict(problem_id=pid, sample_index=i, problem=arithmetic.question(p), answer=str(p.answer),
+                                completion=completion))
+    return write_run(run, samples, per_shard * 4, config={"test": True}, fingerprint="fp")
 
 
 def all_rows(run: Path, stage: str) -> list[dict]:

@@ -20,11 +20,10 @@ from factory import arithmetic, shards
 from factory.chain import load_chain, run_chain
 from factory.errors import FactoryError
 from factory.hub import EXPORT_SCHEMA, _export_row, check_token, export_run, size_category, upload
-from factory.sample import Sampling, sample_id, stable_hash, to_table
-from factory.templates import load_template
-from factory.textnorm import text_hash
+from factory.sample import Sampling, stable_hash
 from factory.train.data import sample_to_messages
 from tests.helpers import send_json
+from tests.synthetic_runs import write_run
 
 TOKEN = "hf_standin_SECRET_0123456789abcdef"
 MODEL = "teacher/tiny-r1"
@@ -38,28 +37,17 @@ def make_run(run: Path, problems: int = 8) -> list[dict]:
     """Generated shards as the runner writes them: sample 0 right, 1 wrong, 2 right in other words."""
     config = {"problems": f"builtin:arithmetic?n={problems}&seed=3", "model": MODEL, "template": "r1_zero",
               "backend": "vllm", "sampling": SAMPLING.as_dict(), "prompt_mode": "chat"}
-    shards.open_run(run, config, stable_hash(config))
-    template = load_template("r1_zero")
-    rows = []
+    samples = []
     for p in arithmetic.generate(problems, seed=3):
         pid = stable_hash("arithmetic", p.expression)
         for i in range(SAMPLING.n):
             steps = "\n".join(p.steps) + ("\nLet me check that again: it holds." if i == 2 else "")
             answer = p.answer + 1 if i == 1 else p.answer
-            completion = f"<think>\n{steps}\n</think>\n<answer>{answer}</answer>"
-            parsed = template.parse(completion)
-            rows.append(dict(
-                id=sample_id(pid, "r1_zero", MODEL, SAMPLING, i), problem_id=pid, sample_index=i, source="builtin",
-                task="arithmetic", problem=arithmetic.question(p), answer=str(p.answer), template="r1_zero",
-                prompt="P", completion=completion, completion_hash=text_hash(completion), reasoning=parsed.reasoning,
-                final=parsed.final, parse_error=parsed.error, finish_reason="stop", prompt_tokens=10,
-                completion_tokens=len(completion) // 3, model=MODEL, sampling=SAMPLING.as_dict(), scores="{}",
-                metadata=json.dumps({"prompt_mode": "chat", "prefill": ""}),
-            ))
-    for s in range(2):  # two generated shards
-        half = len(rows) // 2
-        shards.write_shard(shards.shard_path(run, "generated", s), to_table(rows[s * half : (s + 1) * half]), {})
-    return rows
+            samples.append(dict(problem_id=pid, sample_index=i, problem=arithmetic.question(p), answer=str(p.answer),
+                                completion=f"<think>\n{steps}\n</think>\n<answer>{answer}</answer>",
+                                metadata=json.dumps({"prompt_mode": "chat", "prefill": ""})))
+    # two generated shards
+    return write_run(run, samples, len(samples) // 2, config=config, model=MODEL, sampling=SAMPLING)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import pytest
 
 from factory import shards
 from factory.errors import FactoryError
-from factory.sample import COLUMNS, SCHEMA, Sampling, empty_row, sample_id, to_table
+from factory.sample import COLUMNS, SCHEMA, Sampling, sample_id, to_table
 
 
 def rows(n: int, start: int = 0) -> list[dict]:
     out = []
     for i in range(start, start + n):
-        r = empty_row()
+        r = dict.fromkeys(COLUMNS)  # every column, null unless set below
         r.update(
             id=f"s{i}", problem_id=f"p{i // 2}", sample_index=i % 2, problem=f"What is {i} + 1?",
             answer=str(i + 1), completion=f"<think>r</think> <answer>{i + 1}</answer>", final=str(i + 1),

@@ -26,6 +26,7 @@ from factory.crash import crash_point
 from factory.errors import FactoryError
 from factory.filters.base import setting
 from factory.sample import SCHEMA
+from factory.step_stats import StepStats
 
 
 class GlobalStep:
@@ -202,12 +203,11 @@ def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> N
                 "SELECT k.* EXCLUDE (rejected_by, reason), ? AS rejected_by, r.reason FROM kept k JOIN _rejects r USING (id)",
                 params=[name],
             ).to_arrow_table().select(SCHEMA.names).cast(SCHEMA)
-            codes: dict[str, int] = {}
+            counts = StepStats(name, entering, entering - rows.num_rows)
             for reason in rows["reason"].to_pylist():
-                code = reason.split(":", 1)[0]
-                codes[code] = codes.get(code, 0) + 1
+                counts.reject(reason.split(":", 1)[0])
             stats = {
-                "steps": [{"step": name, "in": entering, "kept": entering - rows.num_rows, "rejected": codes}],
+                "steps": [counts.to_dict()],
                 "scores": getattr(step, "scores", {}),  # kept here so a resumed apply still has them
             }
             crash_point(f"global.{name}.computed")

@@ -35,7 +35,7 @@ class Judge(GlobalStep):
     def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
         from factory.generate.base import Request, open_backend
         from factory.sample import Sampling
-        from factory.sources import Problem
+        from factory.problem import Problem
         from factory.templates import load_template
 
         rows = con.execute("SELECT id, problem, answer, task, completion FROM kept ORDER BY id").fetchall()

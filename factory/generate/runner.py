@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory import shards
 from factory.errors import FactoryError
+from factory.executors import ShardJobs, check_executor, get_executor
 from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
 from factory.gym import SCORER_KEYS
+from factory.problem import Problem
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
-from factory.sources import Problem, load_problems
+from factory.sources import load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
 
 PROMPT_MODES = ("auto", "chat", "base")
 SEED_MODES = ("request", "engine")
-EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -53,10 +55,7 @@ class GenerateConfig:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise FactoryError(f"unknown backend '{self.backend}': the backends are {', '.join(BACKENDS)}")
-        if self.executor not in EXECUTORS:
-            raise FactoryError(f"unknown executor '{self.executor}': use {', '.join(EXECUTORS)}")
-        if self.executor == "ray" and self.backend != "vllm":
-            raise FactoryError("--executor ray runs vLLM replicas; with --backend openai the server already scales out")
+        check_executor(self.executor, self.executor_options, self.backend)
         if self.prompt_mode not in PROMPT_MODES:
             raise FactoryError(f"unknown prompt mode '{self.prompt_mode}': use {', '.join(PROMPT_MODES)}")
         if self.seed_mode not in SEED_MODES:
@@ -227,7 +226,7 @@ def sample_rows(
 
 @dataclass
 class ShardJob:
-    """What one shard's backend calls need; plain data, so a Ray replica can run it elsewhere."""
+    """What one shard's backend calls need; plain data, so an executor can run it on another machine."""
 
     index: int
     size: int
@@ -271,11 +270,6 @@ def run_shard_job(backend: Backend, job: ShardJob, sampling: Sampling, progress:
             prompts[i], outputs[i] = backend.prompt_text(request), comps
     info = BackendInfo(backend.name, backend.model, backend.chat_prefill)
     return ShardOutput(job.index, prompts, outputs, time.perf_counter() - t0, info)
-
-
-def _generate_locally(jobs: list[ShardJob], backend: Backend, sampling: Sampling, progress: Any) -> Iterator[ShardOutput]:
-    for job in jobs:
-        yield run_shard_job(backend, job, sampling, progress)
 
 
 @dataclass
@@ -330,51 +324,57 @@ def _generate(
     if not todo:
         log(f"all {plan.num_shards} shards of {run_dir} are already done; nothing to do")
         return result
-    owned = backend is None and config.executor == "local"
-    if owned:  # started before any log line, so a bad model is the only thing the user sees
-        backend = open_backend(config.backend, config.model, {"seed": config.sampling.seed, **config.backend_options})
-    per_problem = f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1 else str(config.sampling.n)
-    log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)"
-        + (" on Ray" if config.executor == "ray" else ""))
+    if backend is None:  # each of the executor's workers opens its own
+        setup, teardown = functools.partial(open_backend, config.backend, config.model,
+                                            {"seed": config.sampling.seed, **config.backend_options}), operator.methodcaller("close")
+    else:  # passed in (benchmarks): its owner closes it
+        setup, teardown = (lambda: backend), None
+    engine_args = dict(config.backend_options.get("engine_args") or {})
+    jobs = ShardJobs(run_shard_job, [(shard_job(plan, k, mode, config), config.sampling) for k in todo], setup=setup,
+                     teardown=teardown, reports_progress=True, gpus=engine_args.get("tensor_parallel_size", 1))
+    executor = get_executor(config.executor, config.executor_options)
     progress = progress or _NullProgress()
-    n = config.sampling.n
-    already = sum(len(plan.shard_items(k)) * n for k in range(plan.num_shards) if k not in todo)
-    progress.start(len(plan.items) * n, already)
-    started = time.perf_counter()
-    jobs = [shard_job(plan, k, mode, config) for k in todo]
-    try:
-        if config.executor == "ray":
-            from factory.ray_executor import generate_on_ray
-
-            done = generate_on_ray(config, jobs, progress.advance)
-        else:
-            done = _generate_locally(jobs, backend, config.sampling, progress.advance)
-        manifest_written = False
-        for out in done:
-            if not manifest_written:
-                # Written only once a model answered, so a failed start does not tie the run name to bad settings.
-                shards.write_manifest(run_dir, fingerprint_config, fingerprint)
-                manifest_written = True
-            items = plan.shard_items(out.index)
-            rows = [
-                row
-                for (t, p), prompt, comps in zip(items, out.prompts, out.outputs)
-                for row in sample_rows(p, prompt, comps, t, out.backend, config, mode)
-            ]
-            tokens = sum(r["completion_tokens"] or 0 for r in rows)
-            errors = sum(r["error"] is not None for r in rows)
-            shards.write_shard(
-                shards.shard_path(run_dir, "generated", out.index),
-                to_table(rows),
-                {"seconds": round(out.seconds, 3), "completion_tokens": tokens, "errors": errors},
-            )
-            result.shards_written += 1
-            result.samples += len(rows)
-            result.completion_tokens += tokens
-            result.errors += errors
-    finally:
-        progress.stop()
-        result.seconds = time.perf_counter() - started
-        if owned:
-            backend.close()
+    # Entering starts the backend before any log line, so a bad model is the only thing the user sees.
+    with executor.run(jobs, progress=progress.advance) as done:
+        per_problem = f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1 else str(config.sampling.n)
+        log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)"
+            + executor.where)
+        n = config.sampling.n
+        already = sum(len(plan.shard_items(k)) * n for k in range(plan.num_shards) if k not in todo)
+        progress.start(len(plan.items) * n, already)
+        started = time.perf_counter()
+        try:
+            _write_shards(done, config, plan, run_dir, mode, fingerprint_config, fingerprint, result)
+        finally:
+            progress.stop()
+            result.seconds = time.perf_counter() - started
     return result
+
+
+def _write_shards(
+    done: Any, config: GenerateConfig, plan: Plan, run_dir: Path, mode: str, fingerprint_config: dict[str, Any],
+    fingerprint: str, result: RunResult,
+) -> None:
+    manifest_written = False
+    for out in done:
+        if not manifest_written:
+            # Written only once a model answered, so a failed start does not tie the run name to bad settings.
+            shards.write_manifest(run_dir, fingerprint_config, fingerprint)
+            manifest_written = True
+        items = plan.shard_items(out.index)
+        rows = [
+            row
+            for (t, p), prompt, comps in zip(items, out.prompts, out.outputs)
+            for row in sample_rows(p, prompt, comps, t, out.backend, config, mode)
+        ]
+        tokens = sum(r["completion_tokens"] or 0 for r in rows)
+        errors = sum(r["error"] is not None for r in rows)
+        shards.write_shard(
+            shards.shard_path(run_dir, "generated", out.index),
+            to_table(rows),
+            {"seconds": round(out.seconds, 3), "completion_tokens": tokens, "errors": errors},
+        )
+        result.shards_written += 1
+        result.samples += len(rows)
+        result.completion_tokens += tokens
+        result.errors += errors
