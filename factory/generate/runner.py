@@ -23,12 +23,13 @@ from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
 from factory.gym import SCORER_KEYS
 from factory.problem import Problem
+from factory.prompter import PROMPT_MODES, Prompter
+from factory.prompter import resolve_mode as resolve_prompt_mode
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
 from factory.sources import load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
 
-PROMPT_MODES = ("auto", "chat", "base")
 SEED_MODES = ("request", "engine")
 
 
@@ -122,9 +123,7 @@ def fingerprinted_config(config: GenerateConfig, plan: Plan, mode: str) -> dict[
 
 
 def resolve_mode(config: GenerateConfig, backend_has_chat: Callable[[], bool]) -> str:
-    if config.prompt_mode != "auto":
-        return config.prompt_mode
-    return "chat" if backend_has_chat() else "base"
+    return resolve_prompt_mode(config.prompt_mode, backend_has_chat)
 
 
 def local_has_chat_template(model: str) -> bool:
@@ -139,9 +138,7 @@ def local_has_chat_template(model: str) -> bool:
 
 def make_request(template: Template, p: Problem, mode: str, config: GenerateConfig) -> Request:
     seed = request_seed(config.sampling.seed, p.problem_id, template.name) if config.seed_mode == "request" else None
-    if mode == "chat":
-        return Request(key=p.problem_id, messages=template.render_messages(p), prefill=template.prefill, seed=seed)
-    return Request(key=p.problem_id, text=template.render_base(p), seed=seed)
+    return Prompter(template, mode).request(p, seed=seed)
 
 
 CONTEXT_MAX_CHARS = 4096
