@@ -1,6 +1,7 @@
 """Global steps: they see all kept samples at once, in DuckDB over every curated shard.
 
-A step returns the ids to reject with "code: detail" reasons. Applying it is crash-safe:
+A step returns a `GlobalResult`: the ids to reject with "code: detail" reasons, and scores to
+merge into the kept samples' `scores` (a judge's). Applying it is crash-safe:
 the rejected rows are written to `rejected/global-NN-<step>.parquet` (with a marker) before
 any curated shard is rewritten without them, and a rerun that finds that file re-applies it
 instead of computing the step again. Re-applying rewrites every curated shard that still
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,21 @@ from factory.sample import SCHEMA
 from factory.step_stats import StepStats
 
 
+@dataclass
+class GlobalResult:
+    """What a global step decided about the kept samples."""
+
+    rejected: pa.Table  # columns id, reason ("code: detail")
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # sample id -> {score name: value}
+
+
 class GlobalStep:
     name: str
     description: str
     reasons: tuple[str, ...] = ()
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
-        """Views `kept` (curated samples) and `generated` (all samples) exist; return (id, reason)."""
+    def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
+        """Views `kept` (curated samples) and `generated` (all samples) exist."""
         raise NotImplementedError
 
 
@@ -57,7 +66,7 @@ class Dedup(GlobalStep):
             return "num_perm must be a multiple of bands"
         return None if 0 < self.threshold <= 1 else "threshold must be in (0, 1]"
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         from factory import dedup
 
         parts = []
@@ -69,7 +78,7 @@ class Dedup(GlobalStep):
             con.execute("CREATE OR REPLACE TEMP VIEW kept_unique AS SELECT * FROM kept WHERE id NOT IN (SELECT id FROM _not_exact)")
             parts.append(dedup.near_duplicates(con, "kept_unique", text_column=self.column, num_perm=self.num_perm,
                                                bands=self.bands, ngram=self.ngram, threshold=self.threshold))
-        return pa.concat_tables(parts) if parts else _empty()
+        return GlobalResult(pa.concat_tables(parts) if parts else _empty())
 
 
 @dataclass
@@ -85,11 +94,11 @@ class Decontaminate(GlobalStep):
     def validate(self) -> str | None:
         return None if self.benchmarks else "name at least one benchmark file in 'benchmarks'"
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         from factory import dedup
 
-        return dedup.decontaminate(con, "kept", self.benchmarks, n=self.n, column=self.column,
-                                   benchmark_column=self.benchmark_column)
+        return GlobalResult(dedup.decontaminate(con, "kept", self.benchmarks, n=self.n, column=self.column,
+                                                benchmark_column=self.benchmark_column))
 
 
 @dataclass
@@ -110,7 +119,7 @@ class Select(GlobalStep):
             return "max_per_problem must be at least 1"
         return None
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         parts = []
         if self.min_pass_rate is not None or self.max_pass_rate is not None:
             lo, hi = self.min_pass_rate or 0.0, 1.0 if self.max_pass_rate is None else self.max_pass_rate
@@ -130,7 +139,7 @@ class Select(GlobalStep):
                       SELECT id, row_number() OVER (PARTITION BY {PROBLEM_KEY.format(t='kept')} ORDER BY {order}) AS rk
                       FROM kept WHERE id NOT IN (SELECT id FROM _out_of_band)) WHERE rk > ?""",
                 params=[self.max_per_problem, self.max_per_problem]).to_arrow_table())
-        return pa.concat_tables([p.cast(_empty().schema) for p in parts]) if parts else _empty()
+        return GlobalResult(pa.concat_tables([p.cast(_empty().schema) for p in parts]) if parts else _empty())
 
 
 # A refine run's inputs are earlier samples, each its own "problem"; the problem they answer is
@@ -139,6 +148,7 @@ PROBLEM_KEY = "coalesce(json_extract_string({t}.metadata, '$.context.origin_prob
 
 
 def _empty() -> pa.Table:
+    """A step's rejections when it rejects nothing."""
     return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
 
 
@@ -198,7 +208,7 @@ def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> N
                 result = step.run(con)
             except duckdb.Error as e:
                 raise FactoryError(f"global step '{name}' failed in DuckDB: {str(e).splitlines()[0]}") from None
-            con.register("_rejects", result)
+            con.register("_rejects", result.rejected)
             rows = con.sql(
                 "SELECT k.* EXCLUDE (rejected_by, reason), ? AS rejected_by, r.reason FROM kept k JOIN _rejects r USING (id)",
                 params=[name],
@@ -208,7 +218,7 @@ def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> N
                 counts.reject(reason.split(":", 1)[0])
             stats = {
                 "steps": [counts.to_dict()],
-                "scores": getattr(step, "scores", {}),  # kept here so a resumed apply still has them
+                "scores": result.scores,  # kept here so a resumed apply still has them
             }
             crash_point(f"global.{name}.computed")
             fence(run_dir)

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from factory.filters.base import setting
-from factory.filters.global_steps import GlobalStep
+from factory.filters.global_steps import GlobalResult, GlobalStep
 
 
 @dataclass
@@ -32,25 +32,25 @@ class Judge(GlobalStep):
     def validate(self) -> str | None:
         return None if self.model or self.backend == "openai" else "set 'model' to the judge model"
 
-    def run(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
-        from factory.generate.base import Request, open_backend
-        from factory.sample import Sampling
+    def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
+        from factory.generate.base import open_backend
         from factory.problem import Problem
+        from factory.prompter import Prompter
+        from factory.sample import Sampling
         from factory.templates import load_template
 
         rows = con.execute("SELECT id, problem, answer, task, completion FROM kept ORDER BY id").fetchall()
         if not rows:
-            return pa.table({"id": pa.array([], pa.string()), "reason": pa.array([], pa.string())})
+            return GlobalResult(_rejections([]))
         template = load_template(self.template)
         backend = open_backend(self.backend, self.model, {"base_url": self.base_url, "seed": 0})
         try:
-            chat = self.prompt_mode == "chat" or (self.prompt_mode == "auto" and backend.has_chat_template())
-            requests = []
-            for id_, problem, answer, task, completion in rows:
-                p = Problem(problem_id=id_, problem=problem, answer=answer, task=task or "math",
-                            context={"completion": completion or ""})
-                requests.append(Request(key=id_, messages=template.render_messages(p), prefill=template.prefill)
-                                if chat else Request(key=id_, text=template.render_base(p)))
+            prompter = Prompter.for_model(template, self.prompt_mode, backend.has_chat_template)
+            requests = [
+                prompter.request(Problem(problem_id=id_, problem=problem, answer=answer, task=task or "math",
+                                         context={"completion": completion or ""}))
+                for id_, problem, answer, task, completion in rows
+            ]
             outputs = backend.generate(requests, Sampling(temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, n=1),
                                        template.stop, lambda _s, _t: None)
         finally:
@@ -61,7 +61,7 @@ class Judge(GlobalStep):
             if c.error:
                 rejects.append((id_, f"judge_error: {c.error[:100]}"))
                 continue
-            parsed = template.parse(c.text, prefilled=chat and backend.chat_prefill or not chat)
+            parsed = prompter.parse(c.text, chat_prefill=backend.chat_prefill)
             if parsed.final is None:
                 rejects.append((id_, "judge_unparsed: no 'Score: N' in the judge's answer"))
                 continue
@@ -69,6 +69,9 @@ class Judge(GlobalStep):
             scores[id_] = {"judge": score}
             if score < self.min_score:
                 rejects.append((id_, f"low_judge_score: {score:g} < {self.min_score:g}"))
-        self.scores = scores  # merged into the kept samples by the runner
-        return pa.table({"id": pa.array([i for i, _ in rejects], pa.string()),
-                         "reason": pa.array([r for _, r in rejects], pa.string())})
+        return GlobalResult(_rejections(rejects), scores)
+
+
+def _rejections(rejects: list[tuple[str, str]]) -> pa.Table:
+    return pa.table({"id": pa.array([i for i, _ in rejects], pa.string()),
+                     "reason": pa.array([r for _, r in rejects], pa.string())})
