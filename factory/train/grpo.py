@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import tempfile
 import time
@@ -169,17 +168,17 @@ class VLLMSampler:
     """Rollouts with the vLLM engine; weights are pushed to it after every update."""
 
     def __init__(self, model_dir: str, config: GRPOConfig):
-        from vllm import LLM
-        from vllm.platforms import current_platform
+        from factory.generate.vllm_backend import build_llm, on_cpu
 
-        args: dict[str, Any] = {"seed": config.seed, "worker_extension_cls": "factory.train.vllm_sync.WeightSync"}
-        if current_platform.is_cpu():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-            args["enable_chunked_prefill"] = False  # per-request seeds crash the CPU build's chunked prefill
-        else:
+        cpu = on_cpu()
+        args: dict[str, Any] = {"worker_extension_cls": "factory.train.vllm_sync.WeightSync",
+                                "dtype": "float32" if cpu else "bfloat16"}
+        if not cpu:
             args["gpu_memory_utilization"] = 0.3  # the trainer shares the GPU
         self.config = config
-        self.llm = LLM(model_dir, dtype="float32" if current_platform.is_cpu() else "bfloat16", **args)
+        # The generation engine's construction; on the CPU build a smaller KV cache than generation's
+        # (rollouts are short, and the trainer needs the memory).
+        self.llm = build_llm(model_dir, config.seed, args, cpu_kvcache_gib="2")
         self._tmp = Path(tempfile.mkdtemp(prefix="grpo-sync-"))
 
     def sample(self, prompts: list[str], n: int, seed: int) -> list[Rollout]:
@@ -392,7 +391,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from factory.sources import load_problems
-    from factory.formats import with_prefill
+    from factory.prompter import Prompter
     from factory.templates import load_template
     from factory.train.checkpoint import latest_checkpoint, load_checkpoint, pick_device_dtype, save_checkpoint, save_final
     from factory.train.rewards import group_advantages, parse_reward_spec, score
@@ -417,13 +416,8 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         ref_model.requires_grad_(False)
     template = load_template(config.template)
     problems = load_problems(config.problems, limit=config.limit)
-    chat = config.prompt_mode == "chat" or (config.prompt_mode == "auto" and bool(tokenizer.chat_template))
-
-    def render(p: Any) -> str:
-        if chat:
-            text = tokenizer.apply_chat_template(template.render_messages(p), tokenize=False, add_generation_prompt=True)
-            return with_prefill(text, template.prefill)
-        return template.render_base(p)
+    # The prompts `factory generate` would send this model, so rollouts match generated samples.
+    prompter = Prompter.for_model(template, config.prompt_mode, lambda: bool(tokenizer.chat_template))
 
     optimizer = torch.optim.AdamW(trainable_parameters(model, config.train), lr=config.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
@@ -451,7 +445,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
     held_out = load_problems(config.eval_problems) if config.eval_problems else []
-    held_out_prompts = [render(p) for p in held_out]
+    held_out_prompts = [prompter.text(p, tokenizer) for p in held_out]
 
     def evaluate_now() -> dict[str, float]:
         return held_out_pass_at_1(sampler, held_out, held_out_prompts, template, config) if held_out else {}
@@ -461,7 +455,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     for step in range(state["step"], config.steps):
         t0 = time.perf_counter()
         chosen = [problems[order[(step * per_step + i) % len(order)]] for i in range(per_step)]
-        prompts = [render(p) for p in chosen]
+        prompts = [prompter.text(p, tokenizer) for p in chosen]
         sampled = sampler.sample(prompts, config.group_size, seed=(config.seed * 100003 + step * 1009) % 2**31)
         each_prompt = [q for q in prompts for _ in range(config.group_size)]
         samples = [reward_sample(r, p, q, template) for r, p, q in
