@@ -17,24 +17,35 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from typing import Any
 
 from factory.errors import FactoryError
+from factory.settings import build, setting
 
-RAY_OPTIONS = ("address", "replicas", "num_gpus", "num_cpus", "num_workers")
+@dataclass
+class RayOptions:
+    """`--executor ray` settings (a recipe's `ray:` mapping), handed on as a dict of the ones given."""
+
+    address: str | None = setting(None, "ray: cluster to join, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, "
+                                  "else a local one).", key="ray_address")
+    replicas: int = setting(1, "ray: vLLM engines (actors) running shards in parallel.")
+    num_gpus: float | None = setting(None, "ray: GPUs per vLLM replica (default: tensor_parallel_size with GPUs, else 0).")
+    num_cpus: float | None = setting(None, "ray: CPUs per vLLM replica or filter task (default 1).")
+    num_workers: int | None = setting(None, "ray: filter tasks in flight at most (default: the cluster's CPUs).")
+
+    def validate(self) -> None:
+        for key in ("replicas", "num_workers", "num_gpus", "num_cpus"):
+            value, least = getattr(self, key), 1 if key in ("replicas", "num_workers") else 0
+            if value is not None and value < least:
+                raise FactoryError(f"Ray option {key}={value!r} must be {'a whole number' if least else 'a number'} >= {least}")
+
+
+RAY_OPTIONS = tuple(f.name for f in fields(RayOptions))
 
 
 def check_options(options: dict[str, Any]) -> None:
-    unknown = set(options) - set(RAY_OPTIONS)
-    if unknown:
-        raise FactoryError(f"unknown Ray option(s) {', '.join(sorted(unknown))}; the options are {', '.join(RAY_OPTIONS)}")
-    if options.get("address") is not None and not isinstance(options["address"], str):
-        raise FactoryError(f"Ray option address={options['address']!r} must be text, e.g. ray://head:10001 or auto")
-    for key in ("replicas", "num_gpus", "num_cpus", "num_workers"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                                  or (key in ("replicas", "num_workers") and (value < 1 or value != int(value)))):
-            raise FactoryError(f"Ray option {key}={value!r} must be a {'whole number >= 1' if key in ('replicas', 'num_workers') else 'number >= 0'}")
+    build(RayOptions, options, "Ray options")
 
 
 def connect(options: dict[str, Any]) -> Any:
