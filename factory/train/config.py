@@ -31,6 +31,8 @@ class GRPOConfig:
                             flags=("--template", "-t"))
     rewards: str = setting("accuracy,format", "comma list of rewards: accuracy, format, language, length")
     weights: str | None = setting(None, "comma list of reward weights (default 1 each), e.g. 1,0.1")
+    length_limit: int | None = setting(None, "length reward: completion tokens that earn 1.0; it falls linearly to 0.0 "
+                                       "at max_new_tokens (default: half of max_new_tokens)")
     group_size: int = setting(8, "G: completions sampled per problem", flags=("--n", "-n", "--group-size"))
     batch_size: int = setting(32, "completions per optimizer step; must hold whole groups (a multiple of G)")
     micro_batch_size: int = setting(8, "completions per forward/backward pass (gradient accumulation)")
@@ -85,6 +87,8 @@ class GRPOConfig:
             problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
         if self.train not in TRAINABLE:
             problems.append(f"train must be one of {', '.join(TRAINABLE)}")
+        if self.length_limit is not None and not 0 <= self.length_limit < self.max_new_tokens:
+            problems.append(f"length_limit {self.length_limit} must be in [0, max_new_tokens={self.max_new_tokens})")
         if self.eval_every < 1 or self.eval_n < 1:
             problems.append("eval_every and eval_n must be >= 1")
         if problems:
