@@ -77,8 +77,10 @@ class BackendOptions:
     def validate(self) -> None:
         from factory.errors import FactoryError
 
-        if self.concurrency < 1 or self.max_retries < 0:
-            raise FactoryError(f"concurrency={self.concurrency} must be >= 1 and max_retries={self.max_retries} >= 0")
+        if self.concurrency < 1:
+            raise FactoryError(f"concurrency={self.concurrency} must be >= 1")
+        if self.max_retries < 0:
+            raise FactoryError(f"max_retries={self.max_retries} must be >= 0")
 
 
 def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:
