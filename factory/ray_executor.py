@@ -17,11 +17,12 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from factory.errors import FactoryError
 from factory.settings import build, setting
+
 
 @dataclass
 class RayOptions:
@@ -39,9 +40,6 @@ class RayOptions:
             value, least = getattr(self, key), 1 if key in ("replicas", "num_workers") else 0
             if value is not None and value < least:
                 raise FactoryError(f"Ray option {key}={value!r} must be {'a whole number' if least else 'a number'} >= {least}")
-
-
-RAY_OPTIONS = tuple(f.name for f in fields(RayOptions))
 
 
 def check_options(options: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from factory.sources import FIELDS, Problem, load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
 
+
 @dataclass
 class GenerateConfig:
     """Everything that decides what a run generates: the `factory generate` flags and a recipe's
@@ -40,7 +41,7 @@ class GenerateConfig:
     template: str = setting("r1_zero", "Template name (see `factory templates`) or path to a .yaml file; a comma "
                             "list prompts each problem with each.", flags=("--template", "-t"))
     backend: Literal["vllm", "openai"] = setting("vllm", "vllm (offline engine) or openai (any OpenAI-compatible server).")
-    sampling: Sampling = setting(Sampling(), "")
+    sampling: Sampling = setting(Sampling(), "")  # frozen, so one default serves all; its fields are the settings
     mapping: dict[str, str] = setting({}, "Column mapping FIELD=COLUMN for problem, answer, tests, task, id.",
                                       flags=("--map",), key="map")
     limit: int | None = setting(None, "Use only the first N problems.")
