@@ -8,71 +8,39 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from factory.cli_common import (  # noqa: F401  (EXIT_* and console are the CLI's public names)
-    EXIT_BAD_INPUT, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_PARTIAL, FAILURES, Backend, Executor, FactoryError,
-    ApiKeyEnv, BaseUrl, _print_json, ColumnMap, Concurrency, EngineArgs, MaxRetries, PromptMode, app, backend_options, console,
-    err, user_errors,
+    EXIT_BAD_INPUT, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_PARTIAL, FAILURES, Executor, FactoryError, _print_json, app,
+    console, err, user_errors,
 )
+from factory.cli_settings import with_settings
+from factory.generate.runner import GenerateConfig
+from factory.settings import flatten, from_flat
+
+
+# Generate's flags are GenerateConfig's settings (its sampling's and backend options' too); the Ray
+# filter tasks' option is filter's, not generate's.
+GENERATE = [leaf for leaf in flatten(GenerateConfig) if leaf.key != "num_workers"]
 
 
 @app.command()
 @user_errors
+@with_settings(GENERATE)
 def generate(
     run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
-    problems: Annotated[str, typer.Option("--problems", "-p", help="Source: file (.jsonl/.parquet/.csv), datasets folder, hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, gym:NAME?n=100&seed=0 (reasoning-gym), or an earlier run folder.")] = "builtin:arithmetic",
-    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
-    template: Annotated[str, typer.Option("--template", "-t", help="Template name (see `factory templates`) or path to a .yaml file.")] = "r1_zero",
-    backend: Annotated[Backend, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
-    n: Annotated[int, typer.Option("--n", "-n", help="Samples per problem.")] = 4,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling (-1 = off).")] = -1,
-    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample.")] = 1024,
-    seed: Annotated[int, typer.Option(help="Run seed; per-request seeds derive from it.")] = 0,
-    seed_mode: Annotated[Literal["request", "engine"], typer.Option(help="request: each prompt has its own seed (resumed runs repeat texts); engine: only the engine is seeded.")] = "request",
-    prompt_mode: Annotated[PromptMode, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
-    mapping: ColumnMap = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
-    templates_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of template .yaml files (searched first).")] = None,
-    engine_arg: EngineArgs = None,
-    base_url: BaseUrl = "http://127.0.0.1:8000/v1",
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: Concurrency = 32,
-    max_retries: MaxRetries = 4,
-    executor: Annotated[Executor, typer.Option(help="local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")] = "local",
-    replicas: Annotated[int, typer.Option(help="ray: vLLM engines (actors) running shards in parallel.")] = 1,
-    ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
+    settings: dict[str, Any],
 ) -> None:
     """Sample n completions per problem into Parquet shards; rerun the same command to resume."""
-    from factory.generate.runner import GenerateConfig, run_generation
+    from factory.generate.runner import run_generation
     from factory.progress import RateProgress
-    from factory.sample import Sampling
     from factory.shards import resolve_run
-    from factory.sources import parse_mapping
 
-    if backend == "vllm" and not model:
+    config = from_flat(GenerateConfig, settings, "factory generate", GENERATE)
+    if config.backend == "vllm" and not config.model:
         raise FactoryError("the vllm backend needs --model: a model folder (e.g. one made by `factory tiny-model`) or a hub id")
-    config = GenerateConfig(
-        problems=problems,
-        model=model,
-        template=template,
-        backend=backend,
-        sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, n=n, seed=seed),
-        mapping=parse_mapping(mapping),
-        limit=limit,
-        prompt_mode=prompt_mode,
-        seed_mode=seed_mode,
-        shard_size=shard_size,
-        templates_dirs=[str(d) for d in templates_dir or []],
-        backend_options=backend_options(engine_arg, base_url, api_key_env, concurrency, max_retries),
-        executor=executor,
-        executor_options={"replicas": replicas, **({"address": ray_address} if ray_address else {})},
-    )
     run_dir = resolve_run(run)
     result = run_generation(config, run_dir, progress=RateProgress("generate", err), log=lambda m: err.print(m))
     if result.shards_written:
@@ -212,39 +180,37 @@ def _add_train_commands() -> None:
 _add_train_commands()
 
 
+# The options eval shares with generate; its sampling defaults are GRPO's rollouts', not generate's.
+EVAL = [leaf for leaf in GENERATE if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
+                                                  "limit", "seed", "prompt_mode", "map", "backend"}
+        or leaf.path[0] == "backend_options"]
+EVAL_DEFAULTS = {"problems": "builtin:arithmetic?n=200&seed=99", "temperature": 1.0, "top_p": 1.0, "max_tokens": 256}
+EVAL_HELP = {
+    "problems": "Problem source, as for generate.",
+    "temperature": "Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; 0 = greedy, with --n 1.",
+    "top_p": "Nucleus sampling mass. 1.0 (not generate's 0.95): the policy's own distribution.",
+    "max_tokens": "Maximum new tokens per sample. 256 (not generate's 1024), as GRPO's rollouts; raise it for long reasoning.",
+}
+
+
 @app.command("eval")
 @user_errors
+@with_settings(EVAL, EVAL_DEFAULTS, EVAL_HELP)
 def eval_(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (vllm); served model name (openai, default: the first served).")] = "",
-    problems: Annotated[str, typer.Option("--problems", "-p", help="Problem source, as for generate.")] = "builtin:arithmetic?n=200&seed=99",
-    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Samples per problem.")] = 4,
+    settings: dict[str, Any],
     k: Annotated[int | None, typer.Option(help="k of pass@k (default: n).")] = None,
-    template: Annotated[str, typer.Option("--template", "-t", help="Prompt template.")] = "r1_zero",
-    temperature: Annotated[float, typer.Option(help="Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; 0 = greedy, with --n 1.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass. 1.0 (not generate's 0.95): the policy's own distribution.")] = 1.0,
-    max_tokens: Annotated[int, typer.Option(help="Maximum new tokens per sample. 256 (not generate's 1024), as GRPO's rollouts; raise it for long reasoning.")] = 256,
-    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N problems.")] = None,
-    seed: Annotated[int, typer.Option(help="Run seed; per-request seeds derive from it.")] = 0,
-    prompt_mode: Annotated[PromptMode, typer.Option(help="chat (model's chat template), base (plain text), or auto.")] = "auto",
-    mapping: ColumnMap = None,
-    backend: Annotated[Backend, typer.Option(help="vllm (offline engine) or openai (any OpenAI-compatible server).")] = "vllm",
-    engine_arg: EngineArgs = None,
-    base_url: BaseUrl = "http://127.0.0.1:8000/v1",
-    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: Concurrency = 32,
-    max_retries: MaxRetries = 4,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """pass@1 and pass@k of a model, scored by the same verifiers as filters and rewards."""
     from factory.evaluate import evaluate
-    from factory.sources import parse_mapping
 
-    if backend == "vllm" and not model:
+    config = from_flat(GenerateConfig, settings, "factory eval", EVAL)
+    if config.backend == "vllm" and not config.model:
         raise FactoryError("the vllm backend needs --model: a model folder or a hub id")
-    result = evaluate(model, problems, n=n, k=k, template=template, temperature=temperature, max_tokens=max_tokens,
-                      seed=seed, limit=limit, backend=backend, top_p=top_p, prompt_mode=prompt_mode,
-                      mapping=parse_mapping(mapping),
-                      backend_options=backend_options(engine_arg, base_url, api_key_env, concurrency, max_retries),
+    s = config.sampling
+    result = evaluate(config.model, config.problems, n=s.n, k=k, template=config.template, temperature=s.temperature,
+                      max_tokens=s.max_tokens, seed=s.seed, limit=config.limit, backend=config.backend, top_p=s.top_p,
+                      prompt_mode=config.prompt_mode, mapping=config.mapping, backend_options=config.backend_options,
                       log=lambda m: err.print(m))
     if json_out:
         _print_json(result)

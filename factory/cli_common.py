@@ -12,7 +12,7 @@ import typer.core
 from rich.console import Console
 
 from factory.errors import FactoryError
-from factory.executors import EXECUTORS
+from factory.executors import ExecutorName
 
 try:  # typer vendors its own click from 0.2x on; older ones use click itself
     from typer._click.exceptions import ClickException
@@ -60,9 +60,7 @@ EXIT_INTERRUPTED = 130
 
 # Rejection reasons that say a sample failed (its request, a verifier or the judge broke), not that it was judged.
 FAILURES = {"generation_error", "verifier_error", "judge_error"}
-Backend = Literal["vllm", "openai"]
-PromptMode = Literal["auto", "chat", "base"]
-Executor = Literal[EXECUTORS]  # type: ignore[valid-type]  # the choices are the executors' own list
+Executor = ExecutorName  # the executors' own list of names
 Stage = Literal["generated", "curated", "rejected"]
 
 
@@ -103,31 +101,3 @@ def user_errors(fn: Any) -> Any:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
-
-
-def _parse_engine_args(items: list[str] | None) -> dict[str, Any]:
-    from factory.files import parse_yaml_value
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise FactoryError(f"bad --engine-arg '{item}': write KEY=VALUE, e.g. --engine-arg max_model_len=4096")
-        out[key.replace("-", "_")] = parse_yaml_value(value, f"--engine-arg {key}")
-    return out
-
-
-# Options that mean the same in `generate` and `eval`: one name, one help, one default.
-EngineArgs = Annotated[list[str] | None, typer.Option("--engine-arg", help="vllm backend: engine argument KEY=VALUE, e.g. max_model_len=4096.")]
-BaseUrl = Annotated[str, typer.Option(help="openai backend: API root.")]
-ApiKeyEnv = Annotated[str, typer.Option(help="openai backend: environment variable holding the API key.")]
-Concurrency = Annotated[int, typer.Option(help="openai backend: requests in flight at most (each asks for all n samples).")]
-MaxRetries = Annotated[int, typer.Option(help="openai backend: retries of a failed request (exponential backoff, honouring Retry-After).")]
-ColumnMap = Annotated[list[str] | None, typer.Option("--map", help="Column mapping FIELD=COLUMN for problem, answer, tests, task, id.")]
-
-
-def backend_options(engine_arg: list[str] | None, base_url: str, api_key_env: str, concurrency: int,
-                    max_retries: int) -> dict[str, Any]:
-    return {"engine_args": _parse_engine_args(engine_arg), "base_url": base_url, "api_key_env": api_key_env,
-            "concurrency": concurrency, "max_retries": max_retries}
-

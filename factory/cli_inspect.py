@@ -89,7 +89,7 @@ def chains(
 
     from factory.chain import list_chains
     from factory.filters import STEPS
-    from factory.filters.base import describe_settings
+    from factory.settings import describe
 
     table = Table("chain", "steps", "description")
     for c in list_chains(chains_dir).values():
@@ -97,7 +97,7 @@ def chains(
     console.print(table)
     steps = Table("step", "description", "settings")
     for name, description in STEPS.items():
-        steps.add_row(name, description, describe_settings(STEPS.get(name)))
+        steps.add_row(name, description, describe(STEPS.get(name)))
     console.print(steps)
 
 

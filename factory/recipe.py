@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,21 @@ import yaml
 
 from factory import shards
 from factory.errors import FactoryError
-from factory.executors import RAY_OPTIONS, check_executor, check_ray_options
+from factory.executors import check_executor, check_ray_options
 from factory.files import parse_yaml_value, read_yaml_file
 from factory.sample import stable_hash
+from factory.settings import check
 
 STAGES = ("generate", "filter", "train", "export")
-GENERATE_KEYS = {"problems", "model", "template", "backend", "n", "temperature", "top_p", "top_k", "max_tokens",
-                 "seed", "seed_mode", "prompt_mode", "map", "limit", "shard_size", "engine_args", "base_url",
-                 "concurrency"}
+
+
+def generate_settings() -> list[Any]:
+    """A recipe's `generate:` keys: every GenerateConfig setting (sampling and backend options
+    included) but where to run, which are the recipe's own `executor` and `ray`."""
+    from factory.generate.runner import GenerateConfig
+    from factory.settings import flatten
+
+    return [leaf for leaf in flatten(GenerateConfig) if leaf.path[0] not in ("executor", "executor_options")]
 
 
 FILTER_KEYS = {"chain", "decontaminate", "dedup"}
@@ -58,26 +64,17 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -
 
 
 def _check_generate(g: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The generate settings, type-checked like the CLI's flags (YAML reads 1e-5 as a string)."""
+    """The generate settings, checked like every other setting (YAML reads 1e-5 as a string)."""
     from factory.generate.runner import GenerateConfig
-    from factory.sample import Sampling
-    from factory.train.config import coerce_settings
+    from factory.settings import check_flat, from_flat
 
-    bad = set(g) - GENERATE_KEYS
-    if bad:
-        raise FactoryError(f"{path}: unknown generate setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(GENERATE_KEYS))}")
     g = dict(g)
-    template = g.pop("template", None)
-    if template is not None and not (isinstance(template, str) or (isinstance(template, list) and all(isinstance(t, str) for t in template))):
-        raise FactoryError(f"{path}: generate.template must be a template name or a list of names, not {template!r}")
-    for key in ("map", "engine_args"):
-        if key in g and not isinstance(g[key] or {}, dict):
-            raise FactoryError(f"{path}: generate.{key} must be a mapping, not {g[key]!r}")
-    sampling_keys = {f.name for f in fields(Sampling)}
-    sampling = coerce_settings(Sampling, {k: g.pop(k) for k in list(g) if k in sampling_keys}, f"{path}: generate")
-    other = {k: g.pop(k) for k in list(g) if k in {f.name for f in fields(GenerateConfig)}}
-    checked = {**coerce_settings(GenerateConfig, other, f"{path}: generate"), **sampling, **g}
-    return checked | ({"template": template} if template is not None else {})
+    template = g.get("template")
+    if isinstance(template, list) and all(isinstance(t, str) for t in template):  # several templates, as a list
+        g["template"] = ",".join(template)
+    checked = check_flat(generate_settings(), g, f"{path}: generate")
+    from_flat(GenerateConfig, checked, f"{path}: generate", generate_settings())  # backend options' own checks
+    return checked
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -101,9 +98,8 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     except FactoryError as e:
         raise FactoryError(f"{path}: {e}") from None
     if recipe.get("ray") is not None:
-        if not isinstance(recipe["ray"], dict):
-            raise FactoryError(f"{path}: `ray` must be a mapping of options ({', '.join(RAY_OPTIONS)})")
-        check_ray_options(recipe["ray"])  # checked even when the recipe runs locally: a typo is caught early
+        # Checked even when the recipe runs locally (a typo is caught early); only the given ones are kept: Ray picks the rest.
+        recipe["ray"] = check_ray_options(recipe["ray"], f"{path}: ray")
     for stage in STAGES:
         if stage in recipe and not isinstance(recipe[stage], dict):
             raise FactoryError(f"{path}: `{stage}` must be a mapping of settings, not {recipe[stage]!r}")
@@ -112,14 +108,14 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
             raise FactoryError(f"{path}: `train.{kind}` must be a mapping of settings, not {recipe['train'][kind]!r}")
     if "generate" in recipe:
         recipe["generate"] = _check_generate(recipe["generate"], path)
-    from factory.train.config import GRPOConfig, SFTConfig, coerce_settings
+    from factory.train.config import GRPOConfig, SFTConfig
 
     train = recipe.get("train") or {}
     if set(train) - {"sft", "grpo"}:
         raise FactoryError(f"{path}: `train` holds `sft` and/or `grpo` settings")
     for kind, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
         if kind in train:
-            train[kind] = coerce_settings(cls, train[kind] or {}, f"{path}: train.{kind} (see `factory train {kind} --help`)")
+            train[kind] = check(cls, train[kind] or {}, f"{path}: train.{kind} (see `factory train {kind} --help`)")
     if "export" in recipe and not isinstance(recipe["export"].get("to"), str):
         raise FactoryError(f"{path}: `export` needs `to: FOLDER`")
     settings = recipe.get("filter") or {}
@@ -172,19 +168,12 @@ def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
 
 def generate_config(recipe: dict[str, Any]) -> Any:
     from factory.generate.runner import GenerateConfig
-    from factory.sample import Sampling
+    from factory.settings import from_flat
 
-    g = dict(recipe["generate"])
-    if isinstance(g.get("template"), list):
-        g["template"] = ",".join(g["template"])
-    sampling = Sampling(**{f.name: g.pop(f.name) for f in fields(Sampling) if f.name in g})
-    return GenerateConfig(
-        executor=recipe.get("executor", "local"), executor_options=dict(recipe.get("ray") or {}),
-        problems=g.pop("problems", "builtin:arithmetic"), model=str(g.pop("model", "")), sampling=sampling,
-        mapping=g.pop("map", {}), backend_options={k: g.pop(k) for k in ("base_url", "concurrency") if k in g}
-        | ({"engine_args": g.pop("engine_args")} if "engine_args" in g else {}),
-        **g,
-    )
+    config = from_flat(GenerateConfig, recipe["generate"], "generate", generate_settings())
+    config.executor = recipe.get("executor", "local")
+    config.executor_options = dict(recipe.get("ray") or {})
+    return config
 
 
 def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from factory.settings import setting
+
 SAMPLING_TYPE = pa.struct(
     [
         ("temperature", pa.float64()),
@@ -66,12 +68,12 @@ COLUMNS = SCHEMA.names
 class Sampling:
     """Sampling settings, stored with every sample."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = -1
-    max_tokens: int = 1024
-    n: int = 4
-    seed: int = 0
+    temperature: float = setting(0.7, "Sampling temperature.")
+    top_p: float = setting(0.95, "Nucleus sampling mass.")
+    top_k: int = setting(-1, "Top-k sampling (-1 = off).")
+    max_tokens: int = setting(1024, "Maximum new tokens per sample.")
+    n: int = setting(4, "Samples per problem.", flags=("--n", "-n"))
+    seed: int = setting(0, "Run seed; per-request seeds derive from it.")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -132,8 +132,8 @@ def test_corrupt_shard_is_a_clear_error(tmp_path: Path):
 
 @pytest.mark.parametrize("body, message", [
     ("name: x\nsteps:\n  - sparkle\n", "unknown step 'sparkle'; the steps are parsed, complete"),
-    ("name: x\nsteps:\n  - length: {max_len: 3}\n", "unknown setting 'max_len' for step 'length'; its settings are: min_completion_tokens"),
-    ("name: x\nsteps:\n  - length: {max_completion_tokens: lots}\n", "must be int, got 'lots'"),
+    ("name: x\nsteps:\n  - length: {max_len: 3}\n", "step 1 (length): unknown setting 'max_len'; the settings are: min_completion_tokens"),
+    ("name: x\nsteps:\n  - length: {max_completion_tokens: lots}\n", "max_completion_tokens='lots' is not valid: expected a whole number"),
     ("name: x\nsteps:\n  - dedup\n  - parsed\n", "is per-sample but comes after a global step"),
     ("name: x\nsteps: []\n", "non-empty 'steps' list"),
     ("name: x\nsteps:\n  - {parsed: {}, complete: {}}\n", "one-key mapping"),

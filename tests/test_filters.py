@@ -109,7 +109,7 @@ def test_build_refuses_unknown_settings_and_wrong_types():
 
     with pytest.raises(FactoryError, match="unknown setting 'max_len'.*max_completion_tokens"):
         build(Length, {"max_len": 3}, "chain.yaml: step 1")
-    with pytest.raises(FactoryError, match="'max_completion_tokens' of step 'length' must be int, got 'many'"):
+    with pytest.raises(FactoryError, match="step 1 \\(length\\): max_completion_tokens='many' is not valid: expected a whole number"):
         build(Length, {"max_completion_tokens": "many"}, "chain.yaml: step 1")
     with pytest.raises(FactoryError, match="a min is larger than its max"):
         build(Length, {"min_completion_tokens": 10, "max_completion_tokens": 5}, "x")

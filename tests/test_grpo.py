@@ -95,7 +95,7 @@ def test_cli_refuses_a_batch_without_whole_groups(cli, tiny_model: Path, tmp_pat
     recipe = tmp_path / "r.yaml"
     recipe.write_text("grpo:\n  group_size: 4\n  batch_size: 8\n  sparkle: 1\n")
     result = cli("train", "grpo", "--config", recipe, "--model", tiny_model, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "unknown setting(s) sparkle" in result.output
+    assert result.exit_code == 2 and "unknown setting 'sparkle'" in result.output
 
 
 def test_resume_after_kill_takes_the_same_next_step(tiny_model: Path, tmp_path: Path):

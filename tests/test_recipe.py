@@ -31,7 +31,7 @@ def test_bad_recipes_are_one_line_errors(tmp_path: Path, cli):
     cases = {
         "norun.yaml": ("filter: {chain: distill}\n", "needs `run: NAME`"),
         "stage.yaml": ("run: r\nbake: {}\n", "unknown key(s) bake"),
-        "gen.yaml": ("run: r\ngenerate: {temprature: 1}\n", "unknown generate setting(s) temprature"),
+        "gen.yaml": ("run: r\ngenerate: {temprature: 1}\n", "generate: unknown setting 'temprature'"),
     }
     for name, (body, message) in cases.items():
         (tmp_path / name).write_text(body)
@@ -52,8 +52,8 @@ def test_shipped_recipes_plan_with_overrides(tmp_path: Path, runs_dir: Path, cli
     assert distill.exit_code == 0 and [s["stage"] for s in json.loads(distill.output)] == ["generate", "filter", "export"]
     refine = cli("run", "recipes/refine_r1_zero.yaml", "--dry-run")
     assert refine.exit_code == 2 and "run the recipe or `factory generate` that makes it first" in refine.output
-    for bad, message in [("generate", "bad --set 'generate'"), ("train.sft.lr=fast", "lr='fast' is not a valid float"),
-                         ("executor=slurm", "executor 'slurm' is not local or ray"), ("ray.replica=2", "unknown Ray option(s) replica")]:
+    for bad, message in [("generate", "bad --set 'generate'"), ("train.sft.lr=fast", "lr='fast' is not valid: expected a number"),
+                         ("executor=slurm", "executor 'slurm' is not local or ray"), ("ray.replica=2", "ray: unknown setting 'replica'")]:
         result = cli("run", "recipes/distill.yaml", "--dry-run", "--set", bad)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
 

@@ -3,35 +3,57 @@
 The generation runner and the filter chain cut their work into shards and hand an executor a
 `ShardJobs` (a picklable function and its arguments per shard, see `base`); the executor runs the
 shards and yields their results as they finish, and the caller writes them under the run lock, so
-the run folder is the same whichever executor ran. The executors' names and options are checked
-here and nowhere else; Ray is imported only when the ray executor runs.
+the run folder is the same whichever executor ran. The executors' names (`ExecutorName`) and the
+Ray options (`RayOptions`, a settings dataclass: `factory generate`'s Ray flags and a recipe's `ray:`
+keys are its fields) are defined and checked here and nowhere else; Ray is imported only when the
+ray executor runs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from factory.errors import FactoryError
 from factory.executors.base import Executor, ShardJobs
+from factory.settings import build, check, setting
 
-__all__ = ["EXECUTORS", "RAY_OPTIONS", "Executor", "ShardJobs", "check_executor", "check_ray_options", "get_executor"]
+__all__ = ["EXECUTORS", "RAY_OPTIONS", "Executor", "ExecutorName", "RayOptions", "ShardJobs", "check_executor",
+           "check_ray_options", "get_executor"]
 
-EXECUTORS = ("local", "ray")
-RAY_OPTIONS = ("address", "replicas", "num_gpus", "num_cpus", "num_workers")
-_WHOLE = ("replicas", "num_workers")
+ExecutorName = Literal["local", "ray"]
+EXECUTORS: tuple[str, ...] = typing.get_args(ExecutorName)
 
 
-def check_ray_options(options: dict[str, Any]) -> None:
-    unknown = set(options) - set(RAY_OPTIONS)
-    if unknown:
-        raise FactoryError(f"unknown Ray option(s) {', '.join(sorted(unknown))}; the options are {', '.join(RAY_OPTIONS)}")
-    if options.get("address") is not None and not isinstance(options["address"], str):
-        raise FactoryError(f"Ray option address={options['address']!r} must be text, e.g. ray://head:10001 or auto")
-    for key in ("replicas", "num_gpus", "num_cpus", "num_workers"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                                  or (key in _WHOLE and (value < 1 or value != int(value)))):
-            raise FactoryError(f"Ray option {key}={value!r} must be a {'whole number >= 1' if key in _WHOLE else 'number >= 0'}")
+@dataclass
+class RayOptions:
+    """`--executor ray` settings (a recipe's `ray:` mapping), handed on as a dict of the ones given."""
+
+    address: str | None = setting(None, "ray: cluster to join, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, "
+                                  "else a local one).", key="ray_address")
+    replicas: int = setting(1, "ray: vLLM engines (actors) running shards in parallel.")
+    num_gpus: float | None = setting(None, "ray: GPUs per vLLM replica (default: tensor_parallel_size with GPUs, else 0).")
+    num_cpus: float | None = setting(None, "ray: CPUs per vLLM replica or filter task (default 1).")
+    num_workers: int | None = setting(None, "ray: filter tasks in flight at most (default: the cluster's CPUs).")
+
+    def validate(self) -> None:
+        for key in ("replicas", "num_workers", "num_gpus", "num_cpus"):
+            value, least = getattr(self, key), 1 if key in ("replicas", "num_workers") else 0
+            if value is not None and value < least:
+                raise FactoryError(f"Ray option {key}={value!r} must be {'a whole number' if least else 'a number'} >= {least}")
+
+
+RAY_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RayOptions))
+
+
+def check_ray_options(options: Any, where: str = "Ray options") -> dict[str, Any]:
+    """The given Ray options converted to their types and checked (names, types, ranges), as RayOptions
+    says; only the ones given a value are returned, so Ray picks the rest."""
+    checked = check(RayOptions, options, where)
+    build(RayOptions, checked, where)
+    return {key: value for key, value in checked.items() if value is not None}
 
 
 def check_executor(name: str, options: dict[str, Any] | None = None, backend: str | None = None) -> None:

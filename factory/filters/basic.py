@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from factory.filters.base import Filter, Reject, setting
+from factory.errors import FactoryError
+from factory.filters.base import Filter, Reject
 from factory.formats import sample_format
 from factory.sample import prefilled_completion
+from factory.settings import setting
 
 
 @dataclass
@@ -75,10 +77,9 @@ class Length(Filter):
     min_reasoning_chars: int = setting(1, "shortest reasoning, in characters")
     max_reasoning_chars: int = setting(200_000, "longest reasoning, in characters")
 
-    def validate(self) -> str | None:
+    def validate(self) -> None:
         if self.min_completion_tokens > self.max_completion_tokens or self.min_reasoning_chars > self.max_reasoning_chars:
-            return "a min is larger than its max"
-        return None
+            raise FactoryError("a min is larger than its max")
 
     def screen(self, s: dict[str, Any]) -> Reject | None:
         # Imported generations may come without token counts: then only the characters are bounded.

@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from factory.filters.base import Filter, Outcome, Reject, setting
+from factory.filters.base import Filter, Outcome, Reject
+from factory.settings import setting
 from factory.textnorm import normalize
 from factory.verify.registry import verify_sample
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from factory import shards
 from factory.crash import crash_point
 from factory.errors import FactoryError
-from factory.filters.base import setting
 from factory.sample import SCHEMA
+from factory.settings import setting
 from factory.step_stats import StepStats
 
 
@@ -61,10 +61,11 @@ class Dedup(GlobalStep):
     ngram: int = setting(5, "word n-gram size of the shingles")
     column: str = setting("completion", "text column to deduplicate")
 
-    def validate(self) -> str | None:
+    def validate(self) -> None:
         if self.num_perm % self.bands:
-            return "num_perm must be a multiple of bands"
-        return None if 0 < self.threshold <= 1 else "threshold must be in (0, 1]"
+            raise FactoryError("num_perm must be a multiple of bands")
+        if not 0 < self.threshold <= 1:
+            raise FactoryError("threshold must be in (0, 1]")
 
     def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         from factory import dedup
@@ -91,8 +92,9 @@ class Decontaminate(GlobalStep):
     column: str = setting("problem", "sample column compared with the benchmarks")
     benchmark_column: str | None = setting(None, "question column in the benchmark files (default: problem/question/prompt/text)")
 
-    def validate(self) -> str | None:
-        return None if self.benchmarks else "name at least one benchmark file in 'benchmarks'"
+    def validate(self) -> None:
+        if not self.benchmarks:
+            raise FactoryError("name at least one benchmark file in 'benchmarks'")
 
     def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         from factory import dedup
@@ -107,17 +109,14 @@ class Select(GlobalStep):
     description = "Per problem: keep problems whose pass rate lies in a band (RL prompt selection), then at most k samples (shortest or random)."
     reasons = ("pass_rate_out_of_band", "over_per_problem_limit")
     max_per_problem: int | None = setting(None, "keep at most this many samples per problem")
-    order: str = setting("shortest", "which samples to keep: shortest (completion tokens) or random")
+    order: Literal["shortest", "random"] = setting("shortest", "which samples to keep: shortest (completion tokens) or random")
     seed: int = setting(0, "seed of the random order")
     min_pass_rate: float | None = setting(None, "lowest pass rate (kept / generated samples of the problem) to keep")
     max_pass_rate: float | None = setting(None, "highest pass rate to keep")
 
-    def validate(self) -> str | None:
-        if self.order not in ("shortest", "random"):
-            return "order must be shortest or random"
+    def validate(self) -> None:
         if self.max_per_problem is not None and self.max_per_problem < 1:
-            return "max_per_problem must be at least 1"
-        return None
+            raise FactoryError("max_per_problem must be at least 1")
 
     def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         parts = []

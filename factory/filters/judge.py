@@ -8,12 +8,14 @@ with the judge template and generated in one backend call; the score is kept in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
 
-from factory.filters.base import setting
+from factory.errors import FactoryError
 from factory.filters.global_steps import GlobalResult, GlobalStep
+from factory.settings import setting
 
 
 @dataclass
@@ -22,15 +24,16 @@ class Judge(GlobalStep):
     description = "Score each kept sample with a judge model (judge template); reject below min_score."
     reasons = ("low_judge_score", "judge_unparsed", "judge_error")
     model: str = setting("", "judge model: folder or hub id (vllm) or served name (openai)")
-    backend: str = setting("vllm", "vllm or openai")
+    backend: Literal["vllm", "openai"] = setting("vllm", "vllm or openai")
     base_url: str = setting("http://127.0.0.1:8000/v1", "openai backend: API root")
     template: str = setting("judge", "template that asks for 'Score: N'")
     min_score: float = setting(6.0, "lowest score kept")
     max_tokens: int = setting(512, "tokens for the judge's answer")
-    prompt_mode: str = setting("auto", "chat, base or auto")
+    prompt_mode: Literal["auto", "chat", "base"] = setting("auto", "chat, base or auto")
 
-    def validate(self) -> str | None:
-        return None if self.model or self.backend == "openai" else "set 'model' to the judge model"
+    def validate(self) -> None:
+        if not self.model and self.backend != "openai":
+            raise FactoryError("set 'model' to the judge model")
 
     def run(self, con: duckdb.DuckDBPyConnection) -> GlobalResult:
         from factory.generate.base import open_backend

@@ -4,10 +4,12 @@ language) above a threshold, and no foreign-language stretch inside the text."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from factory.filters.base import Filter, Outcome, Reject, setting
+from factory.errors import FactoryError
+from factory.filters.base import Filter, Outcome, Reject
 from factory.lang import detect_language, language_stats
+from factory.settings import setting
 
 
 @dataclass
@@ -18,12 +20,11 @@ class Language(Filter):
     target: str | None = setting(None, "language code to require (en, zh, ru...); default: the problem's language")
     min_share: float = setting(0.95, "smallest share of words in the target language")
     reject_mixed: bool = setting(True, "reject texts with a sentence or run of words in another language")
-    field: str = setting("reasoning", "which column to check: reasoning or completion")
+    field: Literal["reasoning", "completion"] = setting("reasoning", "which column to check: reasoning or completion")
 
-    def validate(self) -> str | None:
-        if self.field not in ("reasoning", "completion"):
-            return "field must be reasoning or completion"
-        return None if 0 <= self.min_share <= 1 else "min_share must be in [0, 1]"
+    def validate(self) -> None:
+        if not 0 <= self.min_share <= 1:
+            raise FactoryError("min_share must be in [0, 1]")
 
     def screen(self, s: dict[str, Any]) -> Outcome:
         target = self.target or detect_language(s.get("problem") or "") or "en"

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from factory.filters.base import Filter, Reject, setting
+from factory.filters.base import Filter, Reject
+from factory.settings import setting
 
 _WORD = re.compile(r"\w+", re.U)
 

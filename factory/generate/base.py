@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from factory.registry import Registry
 from factory.sample import Sampling
+from factory.settings import setting
 
 # Called with (samples finished, completion tokens) as generation goes, for progress bars.
 ProgressFn = Callable[[int, int], None]
@@ -59,6 +60,27 @@ class Backend(Protocol):
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
 BACKENDS.register("vllm", "factory.generate.vllm_backend:VLLMBackend", help="offline vLLM engine on local GPUs")
 BACKENDS.register("openai", "factory.generate.openai_backend:OpenAIBackend", help="any OpenAI-compatible server")
+
+
+@dataclass
+class BackendOptions:
+    """How to reach the model; handed to the backend as keyword options (each backend reads its own)."""
+
+    engine_args: dict[str, Any] = setting({}, "vllm backend: engine argument KEY=VALUE, e.g. max_model_len=4096.",
+                                          flags=("--engine-arg",))
+    base_url: str = setting("http://127.0.0.1:8000/v1", "openai backend: API root.")
+    api_key_env: str = setting("OPENAI_API_KEY", "openai backend: environment variable holding the API key.")
+    concurrency: int = setting(32, "openai backend: requests in flight at most (each asks for all n samples).")
+    max_retries: int = setting(4, "openai backend: retries of a failed request (exponential backoff, honouring "
+                               "Retry-After).")
+
+    def validate(self) -> None:
+        from factory.errors import FactoryError
+
+        if self.concurrency < 1:
+            raise FactoryError(f"concurrency={self.concurrency} must be >= 1")
+        if self.max_retries < 0:
+            raise FactoryError(f"max_retries={self.max_retries} must be >= 0")
 
 
 def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:

@@ -12,55 +12,67 @@ import json
 import operator
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from factory import shards
 from factory.errors import FactoryError
-from factory.executors import ShardJobs, check_executor, get_executor
+from factory.executors import ExecutorName, RayOptions, ShardJobs, check_executor, get_executor
 from factory.formats import implied_prefill, parse_output, prompt_prefill
-from factory.generate.base import BACKENDS, Backend, Completion, Request, open_backend
+from factory.generate.base import BACKENDS, Backend, BackendOptions, Completion, Request, open_backend
 from factory.gym import SCORER_KEYS
 from factory.problem import Problem
-from factory.prompter import PROMPT_MODES, Prompter
+from factory.prompter import Prompter
 from factory.prompter import resolve_mode as resolve_prompt_mode
 from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
-from factory.sources import load_problems
+from factory.settings import hints, setting
+from factory.sources import FIELDS, load_problems
 from factory.templates import Template, load_template
 from factory.textnorm import text_hash
-
-SEED_MODES = ("request", "engine")
 
 
 @dataclass
 class GenerateConfig:
-    """Everything that decides what a run generates."""
+    """Everything that decides what a run generates: the `factory generate` flags and a recipe's
+    `generate:` settings are these fields, the sampling's and the backend options' (see cli_settings)."""
 
-    problems: str
-    model: str
-    template: str = "r1_zero"
-    backend: str = "vllm"
-    sampling: Sampling = field(default_factory=Sampling)
-    mapping: dict[str, str] = field(default_factory=dict)
-    limit: int | None = None
-    prompt_mode: str = "auto"
-    seed_mode: str = "request"  # "engine": only the engine is seeded (texts may differ on resume)
-    shard_size: int = 2048
-    templates_dirs: list[str] = field(default_factory=list)
+    problems: str = setting("builtin:arithmetic", "Source: file (.jsonl/.parquet/.csv), datasets folder, "
+                            "hf:ORG/NAME[:SPLIT], builtin:arithmetic?n=100&seed=0, gym:NAME?n=100&seed=0 "
+                            "(reasoning-gym), or an earlier run folder.", flags=("--problems", "-p"))
+    model: str = setting("", "Model folder or hub id (vllm); served model name (openai, default: the first served).",
+                         flags=("--model", "-m"))
+    template: str = setting("r1_zero", "Template name (see `factory templates`) or path to a .yaml file; a comma "
+                            "list prompts each problem with each.", flags=("--template", "-t"))
+    backend: Literal["vllm", "openai"] = setting("vllm", "vllm (offline engine) or openai (any OpenAI-compatible server).")
+    sampling: Sampling = setting(Sampling(), "")  # frozen, so one default serves all; its fields are the settings
+    mapping: dict[str, str] = setting({}, "Column mapping FIELD=COLUMN for problem, answer, tests, task, id.",
+                                      flags=("--map",), key="map")
+    limit: int | None = setting(None, "Use only the first N problems.")
+    prompt_mode: Literal["auto", "chat", "base"] = setting("auto", "chat (model's chat template), base (plain text), or auto.")
+    seed_mode: Literal["request", "engine"] = setting("request", "request: each prompt has its own seed (resumed runs "
+                                                      "repeat texts); engine: only the engine is seeded.")
+    shard_size: int = setting(2048, "Samples per shard.")
+    templates_dirs: list[str] = setting([], "Extra folder of template .yaml files (searched first).",
+                                        flags=("--templates-dir",))
     # How to reach the model and where to run; these do not change what is generated, so are not fingerprinted.
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    executor: str = "local"  # or "ray": shards go to vLLM replicas on a Ray cluster
-    executor_options: dict[str, Any] = field(default_factory=dict)
+    backend_options: dict[str, Any] = setting({}, "", options=BackendOptions)
+    executor: ExecutorName = setting("local", "local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")
+    executor_options: dict[str, Any] = setting({}, "", options=RayOptions)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise FactoryError(f"unknown backend '{self.backend}': the backends are {', '.join(BACKENDS)}")
         check_executor(self.executor, self.executor_options, self.backend)
-        if self.prompt_mode not in PROMPT_MODES:
-            raise FactoryError(f"unknown prompt mode '{self.prompt_mode}': use {', '.join(PROMPT_MODES)}")
-        if self.seed_mode not in SEED_MODES:
-            raise FactoryError(f"unknown seed mode '{self.seed_mode}': use {', '.join(SEED_MODES)}")
+        for name in ("prompt_mode", "seed_mode"):  # Literals: refused on the way in, but a library caller may pass any str
+            choices = get_args(hints(GenerateConfig)[name])
+            if getattr(self, name) not in choices:
+                raise FactoryError(f"unknown {name.replace('_', ' ')} '{getattr(self, name)}': use {', '.join(choices)}")
+        bad = [key for key in self.mapping if key not in FIELDS]
+        if bad:
+            raise FactoryError(f"bad --map field '{bad[0]}': the fields are {', '.join(FIELDS)}")
+        if self.limit is not None and self.limit < 1:
+            raise FactoryError(f"--limit {self.limit}: use at least 1 problem, or no limit")
         s = self.sampling
         if s.n < 1 or s.max_tokens < 1 or self.shard_size < 1:
             raise FactoryError("--n, --max-tokens and --shard-size must be at least 1")

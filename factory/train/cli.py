@@ -1,26 +1,23 @@
 """`factory train sft|grpo`: flags generated from the config dataclasses, plus YAML recipes.
 
-Every field of SFTConfig / GRPOConfig becomes a flag carrying the field's own help string,
-so the command line cannot drift from the config; `--config recipe.yaml` supplies any of
+Every field of SFTConfig / GRPOConfig becomes a flag carrying the field's own help string and
+flag names (factory.cli_settings), so the command line cannot drift from the config; `--config recipe.yaml` supplies any of
 them (top level, or under an `sft:` / `grpo:` key) and flags given on the command line win.
 The configs are torch-free; the runners load only when a command runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 import yaml
-from rich.markup import escape  # help is rich markup: a bare '[default: X]' would vanish as a tag
 
+from factory.cli_settings import given, parameters
 from factory.errors import FactoryError
-from factory.train.config import coerce_settings
+from factory.settings import check, flatten
 
 
 def read_recipe(path: Path, section: str) -> dict[str, Any]:
@@ -35,54 +32,17 @@ def read_recipe(path: Path, section: str) -> dict[str, Any]:
     return dict(data[section]) if isinstance(data.get(section), dict) else data
 
 
-def _flag_type(annotation: Any) -> Any:
-    """The field's type made optional: an absent flag (None) leaves the recipe or default."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    return Optional[annotation]
-
-
-# The same setting has the same flag in every command (`factory generate --n/--max-tokens/-m/-p/-t`);
-# the field's own name stays as an alias, so earlier command lines keep working.
-FLAGS = {
-    "group_size": ("--n", "-n", "--group-size"),
-    "max_new_tokens": ("--max-tokens", "--max-new-tokens"),
-    "model": ("--model", "-m"),
-    "problems": ("--problems", "-p"),
-    "template": ("--template", "-t"),
-    "out": ("--out", "-o"),
-}
-
-
-def _choices() -> dict[str, tuple[str, ...]]:
-    """Settings with a fixed set of values: the help lists them and a typo is refused by the parser."""
-    from factory.train.config import LOSS_TYPES, TRAINABLE
-
-    return {"loss_type": tuple(LOSS_TYPES), "rollout_backend": ("auto", "vllm", "transformers"),
-            "prompt_mode": ("auto", "chat", "base"), "train": TRAINABLE}
-
-
 def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[Any], None], help: str,
                        wrap: Callable) -> None:
-    hints = typing.get_type_hints(cls)
+    leaves = flatten(cls)
     params = [inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, default=None,
         annotation=Annotated[Optional[Path], typer.Option("--config", help="YAML recipe with any of the settings below.")],
-    )]
-    choices = _choices()
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind = Optional[typing.Literal[choices[f.name]]] if f.name in choices else _flag_type(hints[f.name])
-        params.append(inspect.Parameter(
-            f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[kind,
-                                 typer.Option(*FLAGS.get(f.name, ()), help=f"{f.metadata.get('help', '')} " + escape(f"[default: {default}]"),
-                                              show_default=False)],
-        ))
+    ), *parameters(leaves)]
 
     def command(config: Path | None = None, **values: Any) -> None:
-        settings = coerce_settings(cls, read_recipe(config, name), f"{config} (see `factory train {name} --help`)") if config else {}
-        settings.update({k: v for k, v in values.items() if v is not None})
+        settings = check(cls, read_recipe(config, name), f"{config} (see `factory train {name} --help`)") if config else {}
+        settings.update(given(leaves, values))
         try:
             cfg = cls(**settings)
         except TypeError as e:

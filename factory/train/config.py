@@ -6,87 +6,61 @@ stay cheap: the runners (and torch) load only when a training command runs.
 
 from __future__ import annotations
 
-import types
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
 from factory.errors import FactoryError
+from factory.settings import setting
 
 
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-def coerce_settings(cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
-    """Settings read from YAML, checked and converted to the field types (YAML reads 1e-5 as a string)."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(settings) - known
-    if unknown:
-        raise FactoryError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for key, value in settings.items():
-        kind = hints[key]
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):
-            if value is None:
-                out[key] = None
-                continue
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        try:
-            if kind is bool and not isinstance(value, bool):
-                raise ValueError("use true or false")
-            if kind is int:
-                if isinstance(value, bool) or float(value) != int(float(value)):
-                    raise ValueError("not a whole number")
-                value = int(float(value))  # "1e3" from YAML is a string
-            if kind is str and not isinstance(value, (str, int, float)):
-                raise ValueError("not text")
-            out[key] = kind(value) if kind in (int, float, str) else value
-        except (TypeError, ValueError, OverflowError) as e:
-            raise FactoryError(f"{where}: {key}={value!r} is not a valid {kind.__name__} ({e})") from None
-    return out
-
-
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")  # TRL's aggregations, by the same names
-TRAINABLE = ("all", "norms")  # which weights GRPO updates
+LossType = Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's aggregations, by the same names
+Trainable = Literal["all", "norms"]  # which weights GRPO updates
+RolloutBackend = Literal["auto", "vllm", "transformers"]
+PromptMode = Literal["auto", "chat", "base"]
+LOSS_TYPES, TRAINABLE = get_args(LossType), get_args(Trainable)
 
 
 @dataclass
 class GRPOConfig:
-    problems: str = _help("builtin:arithmetic?n=500&seed=1", "problem source (see `factory generate --help`)")
-    model: str = _help("", "policy model folder (the reference model is a frozen copy of it)")
-    out: str = _help("", "output folder: checkpoints, final model, metrics.jsonl")
-    template: str = _help("r1_zero", "prompt template; its format is what the format reward checks")
-    rewards: str = _help("accuracy,format", "comma list of rewards: accuracy, format, language, length")
-    weights: str | None = _help(None, "comma list of reward weights (default 1 each), e.g. 1,0.1")
-    group_size: int = _help(8, "G: completions sampled per problem")
-    batch_size: int = _help(32, "completions per optimizer step; must hold whole groups (a multiple of G)")
-    micro_batch_size: int = _help(8, "completions per forward/backward pass (gradient accumulation)")
-    steps: int = _help(20, "optimizer steps (each with fresh rollouts)")
-    num_iterations: int = _help(1, "mu: updates per batch of rollouts (ratio != 1 only when > 1)")
-    lr: float = _help(1e-5, "AdamW learning rate (constant after a short warmup)")
-    warmup_steps: int = _help(0, "linear warmup steps")
-    beta: float = _help(0.04, "KL coefficient against the reference model (0 turns the reference off)")
-    epsilon: float = _help(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
-    epsilon_high: float | None = _help(None, "upper clip (DAPO's clip-higher); default epsilon")
-    loss_type: str = _help("grpo", "grpo: mean per sequence; bnpo: mean per token of each micro-batch; dapo: mean per "
-                           "token of the whole batch, however micro-batched; dr_grpo: sum / (batch * max_new_tokens)")
-    scale_rewards: bool = _help(True, "divide advantages by the group's std (Dr. GRPO turns this off)")
-    max_new_tokens: int = _help(256, "longest completion")
-    temperature: float = _help(1.0, "rollout temperature")
-    top_p: float = _help(1.0, "rollout nucleus mass")
-    rollout_backend: str = _help("auto", "vllm, transformers, or auto (vllm when installed)")
-    prompt_mode: str = _help("auto", "chat, base or auto (chat when the tokenizer has a chat template)")
-    seed: int = _help(0, "seed of problem order, sampling and initialisation")
-    save_every: int = _help(10, "checkpoint every N steps (and at the end)")
-    limit: int | None = _help(None, "use only the first N problems")
-    train: str = _help("all", "which weights GRPO updates: all, or norms (the normalisation layers' gains only: on "
-                       "small models the rest of the RL gradient is mostly noise; use lr ~1e-2)")
-    eval_problems: str | None = _help(None, "held-out problems whose sampled pass@1 is logged every eval_every steps "
-                                      "(and before the first), e.g. builtin:arithmetic?n=500&seed=7")
-    eval_every: int = _help(25, "steps between held-out evaluations")
-    eval_n: int = _help(4, "samples per held-out problem (at the rollout temperature)")
+    problems: str = setting("builtin:arithmetic?n=500&seed=1", "problem source (see `factory generate --help`)",
+                            flags=("--problems", "-p"))
+    model: str = setting("", "policy model folder (the reference model is a frozen copy of it)",
+                         flags=("--model", "-m"))
+    out: str = setting("", "output folder: checkpoints, final model, metrics.jsonl", flags=("--out", "-o"))
+    template: str = setting("r1_zero", "prompt template; its format is what the format reward checks",
+                            flags=("--template", "-t"))
+    rewards: str = setting("accuracy,format", "comma list of rewards: accuracy, format, language, length")
+    weights: str | None = setting(None, "comma list of reward weights (default 1 each), e.g. 1,0.1")
+    length_limit: int | None = setting(None, "length reward: completion tokens that earn 1.0; it falls linearly to 0.0 "
+                                       "at max_new_tokens (default: half of max_new_tokens)")
+    group_size: int = setting(8, "G: completions sampled per problem", flags=("--n", "-n", "--group-size"))
+    batch_size: int = setting(32, "completions per optimizer step; must hold whole groups (a multiple of G)")
+    micro_batch_size: int = setting(8, "completions per forward/backward pass (gradient accumulation)")
+    steps: int = setting(20, "optimizer steps (each with fresh rollouts)")
+    num_iterations: int = setting(1, "mu: updates per batch of rollouts (ratio != 1 only when > 1)")
+    lr: float = setting(1e-5, "AdamW learning rate (constant after a short warmup)")
+    warmup_steps: int = setting(0, "linear warmup steps")
+    beta: float = setting(0.04, "KL coefficient against the reference model (0 turns the reference off)")
+    epsilon: float = setting(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
+    epsilon_high: float | None = setting(None, "upper clip (DAPO's clip-higher); default epsilon")
+    loss_type: LossType = setting("grpo", "grpo: mean per sequence; bnpo: mean per token of each micro-batch; dapo: "
+                                  "mean per token of the whole batch, however micro-batched; dr_grpo: sum / (batch * "
+                                  "max_new_tokens)")
+    scale_rewards: bool = setting(True, "divide advantages by the group's std (Dr. GRPO turns this off)")
+    max_new_tokens: int = setting(256, "longest completion", flags=("--max-tokens", "--max-new-tokens"))
+    temperature: float = setting(1.0, "rollout temperature")
+    top_p: float = setting(1.0, "rollout nucleus mass")
+    rollout_backend: RolloutBackend = setting("auto", "vllm, transformers, or auto (vllm when installed)")
+    prompt_mode: PromptMode = setting("auto", "chat, base or auto (chat when the tokenizer has a chat template)")
+    seed: int = setting(0, "seed of problem order, sampling and initialisation")
+    save_every: int = setting(10, "checkpoint every N steps (and at the end)")
+    limit: int | None = setting(None, "use only the first N problems")
+    train: Trainable = setting("all", "which weights GRPO updates: all, or norms (the normalisation layers' gains "
+                               "only: on small models the rest of the RL gradient is mostly noise; use lr ~1e-2)")
+    eval_problems: str | None = setting(None, "held-out problems whose sampled pass@1 is logged every eval_every steps "
+                                        "(and before the first), e.g. builtin:arithmetic?n=500&seed=7")
+    eval_every: int = setting(25, "steps between held-out evaluations")
+    eval_n: int = setting(4, "samples per held-out problem (at the rollout temperature)")
 
     def validate(self) -> None:
         problems = []
@@ -113,6 +87,8 @@ class GRPOConfig:
             problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
         if self.train not in TRAINABLE:
             problems.append(f"train must be one of {', '.join(TRAINABLE)}")
+        if self.length_limit is not None and not 0 <= self.length_limit < self.max_new_tokens:
+            problems.append(f"length_limit {self.length_limit} must be in [0, max_new_tokens={self.max_new_tokens})")
         if self.eval_every < 1 or self.eval_n < 1:
             problems.append("eval_every and eval_n must be >= 1")
         if problems:
@@ -136,44 +112,33 @@ class GRPOConfig:
         return []
 
 
-def _sft_help(text: str, default: Any = MISSING) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class SFTConfig:
-    data: str = _sft_help(
-        "Training data: a run name or folder (its curated samples), a .parquet/.jsonl file or a folder "
-        "of .parquet shards with a messages column, or builtin:arithmetic?n=...&seed=..."
-    )
-    model: str = _sft_help("The model to fine-tune: a local folder or a Hugging Face Hub id.")
-    out: str = _sft_help("Output folder: checkpoints in checkpoint-NNNNNN/, the final model in the folder itself.")
-    secondary_data: str | None = _sft_help(
-        "Optional second (e.g. non-reasoning) dataset mixed in, in any format `data` accepts.", None
-    )
-    secondary_ratio: float = _sft_help(
-        "Share of the mixed data taken from secondary_data; R1 mixed ~200k into ~800k: 0.25.", 0.25
-    )
-    epochs: int = _sft_help("Passes over the data (ignored when max_steps is set).", 1)
-    max_steps: int | None = _sft_help("Stop after this many optimizer steps, cycling the data as needed.", None)
-    batch_size: int = _sft_help("Examples per micro-batch (one forward and backward).", 8)
-    grad_accum: int = _sft_help("Micro-batches per optimizer step; the effective batch is batch_size * grad_accum.", 1)
-    lr: float = _sft_help("Peak AdamW learning rate (after warmup, before the cosine decay).", 2e-5)
-    warmup_ratio: float = _sft_help("Share of the steps spent raising the learning rate linearly from 0.", 0.03)
-    warmup_steps: int | None = _sft_help("Warmup length in steps; overrides warmup_ratio when set.", None)
-    weight_decay: float = _sft_help("AdamW decoupled weight decay, applied to weight matrices only.", 0.0)
-    max_grad_norm: float | None = _sft_help("Clip the gradient to this global norm; None disables clipping.", 1.0)
-    max_len: int = _sft_help(
-        "Tokens per example (prompt + answer): longer answers are cut, and examples whose prompt "
-        "leaves no answer token are dropped.",
-        2048,
-    )
-    seed: int = _sft_help("Seed of the data order, the LoRA init and every RNG.", 0)
-    save_every: int = _sft_help("Write a checkpoint every this many optimizer steps (and at the end).", 200)
-    log_every: int = _sft_help("Log loss, learning rate and tokens/s every this many optimizer steps.", 10)
-    lora_r: int = _sft_help("LoRA rank: 0 fine-tunes every weight, >0 trains LoRA adapters on all linear layers.", 0)
-    lora_alpha: float = _sft_help("LoRA scale numerator: the adapters are scaled by lora_alpha / lora_r.", 16)
-    limit: int | None = _sft_help("Use only the first N examples of `data` (for smoke tests).", None)
+    data: str = setting(help="Training data: a run name or folder (its curated samples), a .parquet/.jsonl file or "
+                        "a folder of .parquet shards with a messages column, or builtin:arithmetic?n=...&seed=...")
+    model: str = setting(help="The model to fine-tune: a local folder or a Hugging Face Hub id.")
+    out: str = setting(help="Output folder: checkpoints in checkpoint-NNNNNN/, the final model in the folder itself.")
+    secondary_data: str | None = setting(None, "Optional second (e.g. non-reasoning) dataset mixed in, in any "
+                                         "format `data` accepts.")
+    secondary_ratio: float = setting(0.25, "Share of the mixed data taken from secondary_data; R1 mixed ~200k into "
+                                     "~800k: 0.25.")
+    epochs: int = setting(1, "Passes over the data (ignored when max_steps is set).")
+    max_steps: int | None = setting(None, "Stop after this many optimizer steps, cycling the data as needed.")
+    batch_size: int = setting(8, "Examples per micro-batch (one forward and backward).")
+    grad_accum: int = setting(1, "Micro-batches per optimizer step; the effective batch is batch_size * grad_accum.")
+    lr: float = setting(2e-5, "Peak AdamW learning rate (after warmup, before the cosine decay).")
+    warmup_ratio: float = setting(0.03, "Share of the steps spent raising the learning rate linearly from 0.")
+    warmup_steps: int | None = setting(None, "Warmup length in steps; overrides warmup_ratio when set.")
+    weight_decay: float = setting(0.0, "AdamW decoupled weight decay, applied to weight matrices only.")
+    max_grad_norm: float | None = setting(1.0, "Clip the gradient to this global norm; None disables clipping.")
+    max_len: int = setting(2048, "Tokens per example (prompt + answer): longer answers are cut, and examples whose "
+                           "prompt leaves no answer token are dropped.")
+    seed: int = setting(0, "Seed of the data order, the LoRA init and every RNG.")
+    save_every: int = setting(200, "Write a checkpoint every this many optimizer steps (and at the end).")
+    log_every: int = setting(10, "Log loss, learning rate and tokens/s every this many optimizer steps.")
+    lora_r: int = setting(0, "LoRA rank: 0 fine-tunes every weight, >0 trains LoRA adapters on all linear layers.")
+    lora_alpha: float = setting(16, "LoRA scale numerator: the adapters are scaled by lora_alpha / lora_r.")
+    limit: int | None = setting(None, "Use only the first N examples of `data` (for smoke tests).")
 
     def validate(self) -> None:
         """Refuse settings that cannot train, each with the reason and the fix."""

@@ -399,7 +399,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     config.validate()
     for warning in config.divergence_warnings():
         log(f"warning: {warning}")
-    spec = parse_reward_spec(config.rewards, config.weights)
+    spec = parse_reward_spec(config.rewards, config.weights, config.max_new_tokens, config.length_limit)
     out = Path(config.out)
     random.seed(config.seed)
     torch.manual_seed(config.seed)

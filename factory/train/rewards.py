@@ -99,14 +99,20 @@ def make_length_reward(max_tokens: int = 1024, cap: int | None = None) -> Reward
 
 
 REWARDS.register(
-    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048."
+    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048; in GRPO, "
+    "1.0 up to length_limit and 0.0 at the run's max_new_tokens."
 )
 
 Spec = list[tuple[str, float, Reward]]
 
 
-def parse_reward_spec(names: str, weights: str | None = None) -> Spec:
-    """"accuracy,format" and "1,0.1" -> [(name, weight, fn), ...]; weights default to 1.0 each."""
+def parse_reward_spec(names: str, weights: str | None = None, max_new_tokens: int | None = None,
+                      length_limit: int | None = None) -> Spec:
+    """"accuracy,format" and "1,0.1" -> [(name, weight, fn), ...]; weights default to 1.0 each.
+
+    With the run's `max_new_tokens`, the length reward is the run's own: 1.0 up to `length_limit`
+    (default half of max_new_tokens), then down to 0.0 at max_new_tokens. The registered one starts
+    falling at 1024 tokens, which a run sampling 256 never reaches: every completion would get 1.0."""
     valid = ", ".join(REWARDS)
     keys = [n.strip() for n in (names or "").split(",") if n.strip()]
     if not keys:
@@ -129,7 +135,11 @@ def parse_reward_spec(names: str, weights: str | None = None) -> Spec:
             raise FactoryError(f"reward weights must be numbers, got {weights!r}; valid rewards: {valid}") from None
         if not all(math.isfinite(v) for v in values):
             raise FactoryError(f"reward weights must be finite, got {weights!r}; valid rewards: {valid}")
-    return [(key, w, REWARDS.get(key)) for key, w in zip(keys, values)]
+    fns = {key: REWARDS.get(key) for key in keys}
+    if "length" in fns and max_new_tokens is not None:
+        limit = max_new_tokens // 2 if length_limit is None else length_limit
+        fns["length"] = make_length_reward(limit, cap=max_new_tokens)
+    return [(key, w, fns[key]) for key, w in zip(keys, values)]
 
 
 def score(samples: Sequence[dict[str, Any]], spec: Spec) -> tuple[list[float], dict[str, list[float]]]:
