@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: install system-deps test test-fast demo bench clean tiny-model teacher-model
+.PHONY: install system-deps lint test test-fast demo bench clean tiny-model teacher-model
 
 # Debian packages: bubblewrap (+ util-linux's setpriv/prlimit) sandbox the code verifier;
 # chromium renders `factory report` pages in the report's browser test.
@@ -30,10 +30,14 @@ endif
 
 install: system-deps $(STAMP)
 
-test: install
+# ruff's settings are in pyproject.toml ([tool.ruff]); the tests run only on clean code.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check factory tests bench
+
+test: install lint
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install lint
 	$(PY) -m pytest -q -m "not slow"
 
 # The R1 loop in miniature with the shipped models, at small budgets (the README gives the full ones):

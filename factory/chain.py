@@ -65,7 +65,8 @@ def load_chain(name_or_path: str, extra: list[Path] | None = None) -> Chain:
         found = [d / f"{name_or_path}.yaml" for d in chain_dirs(extra) if (d / f"{name_or_path}.yaml").is_file()]
         if not found:
             names = sorted({p.stem for d in chain_dirs(extra) if d.is_dir() for p in d.glob("*.yaml")})
-            raise FactoryError(f"unknown chain '{name_or_path}': the chains are {', '.join(names)} (or pass a .yaml path)")
+            raise FactoryError(f"unknown chain '{name_or_path}': the chains are {', '.join(names)} "
+                               "(or pass a .yaml path)")
         path = found[0]
     if not path.is_file():
         raise FactoryError(f"{name_or_path}: no such chain file")
@@ -84,7 +85,8 @@ def load_chain(name_or_path: str, extra: list[Path] | None = None) -> Chain:
         if name not in STEPS:
             raise FactoryError(f"{path}: step {i}: unknown step '{name}'; the steps are {', '.join(STEPS)}")
         if name in PER_SAMPLE and seen_global:
-            raise FactoryError(f"{path}: step {i} '{name}' is per-sample but comes after a global step; list per-sample steps first")
+            raise FactoryError(f"{path}: step {i} '{name}' is per-sample but comes after a global step; "
+                               "list per-sample steps first")
         seen_global |= name in GLOBAL
         repeats = sum(1 for _, s in steps if s.name == name)
         label = name if not repeats else f"{name}#{repeats + 1}"
@@ -143,7 +145,8 @@ def _stage_outputs(run: Path, index: int, kept: list, rejected: list, steps_stat
     """A shard's outputs as temp files beside their final paths: only the lock holder commits them."""
     return {
         "index": index, "steps": [s.to_dict() for s in steps_stats],
-        "rejected": (str(shards.write_temp(shards.shard_path(run, "rejected", index), to_table(rejected))), len(rejected)),
+        "rejected": (str(shards.write_temp(shards.shard_path(run, "rejected", index), to_table(rejected))),
+                     len(rejected)),
         "curated": (str(shards.write_temp(shards.shard_path(run, "curated", index), to_table(kept))), len(kept)),
     }
 
@@ -172,7 +175,8 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
     try:
         samples = pq.read_table(source, schema=SCHEMA).to_pylist()
     except Exception as e:  # a corrupt shard is bad input, reported with its path
-        raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); regenerate it by deleting it and its .done marker") from None
+        raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); "
+                           "regenerate it by deleting it and its .done marker") from None
     kept, rejected, steps_stats = filter_samples(samples, load_chain(chain_path))
     return _stage_outputs(run, index, kept, rejected, steps_stats)
 

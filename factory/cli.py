@@ -13,13 +13,22 @@ from typing import Annotated, Any
 import typer
 
 from factory.cli_common import (  # noqa: F401  (EXIT_* and console are the CLI's public names)
-    EXIT_BAD_INPUT, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_PARTIAL, FAILURES, Executor, FactoryError, _print_json, app,
-    console, err, user_errors,
+    EXIT_BAD_INPUT,
+    EXIT_BUSY,
+    EXIT_INTERRUPTED,
+    EXIT_PARTIAL,
+    FAILURES,
+    Executor,
+    FactoryError,
+    _print_json,
+    app,
+    console,
+    err,
+    user_errors,
 )
 from factory.cli_settings import with_settings
 from factory.generate.runner import GenerateConfig
 from factory.settings import flatten, from_flat
-
 
 # Generate's flags are GenerateConfig's settings (its sampling's and backend options' too); the Ray
 # filter tasks' option is filter's, not generate's.
@@ -40,7 +49,8 @@ def generate(
 
     config = from_flat(GenerateConfig, settings, "factory generate", GENERATE)
     if config.backend == "vllm" and not config.model:
-        raise FactoryError("the vllm backend needs --model: a model folder (e.g. one made by `factory tiny-model`) or a hub id")
+        raise FactoryError("the vllm backend needs --model: a model folder (e.g. one made by `factory tiny-model`) "
+                           "or a hub id")
     run_dir = resolve_run(run)
     result = run_generation(config, run_dir, progress=RateProgress("generate", err), log=lambda m: err.print(m))
     if result.shards_written:
@@ -57,15 +67,24 @@ def generate(
 @app.command("import")
 @user_errors
 def import_(
-    source: Annotated[str, typer.Argument(help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], with a completion column (text or list of texts) or chat messages.")],
+    source: Annotated[str, typer.Argument(
+        help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], with a completion "
+             "column (text or list of texts) or chat messages.")],
     run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
-    model: Annotated[str, typer.Option("--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
-    mapping: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, finish_reason, completion_tokens, prefill, model.")] = None,
+    format_: Annotated[str, typer.Option(
+        "--format", "-f",
+        help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
+    mapping: Annotated[list[str] | None, typer.Option(
+        "--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, "
+                      "finish_reason, completion_tokens, prefill, model.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N rows.")] = None,
     shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
-    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
-    allow_empty: Annotated[bool, typer.Option(help="Keep empty completions as failed samples instead of refusing the source.")] = False,
+    tokenizer: Annotated[str | None, typer.Option(
+        help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
+    allow_empty: Annotated[bool, typer.Option(
+        help="Keep empty completions as failed samples instead of refusing the source.")] = False,
 ) -> None:
     """Curate generations made elsewhere: they become a run that filter, show, report, export and train read."""
     from factory.importer import IMPORT_FIELDS, ImportConfig, import_generations
@@ -88,12 +107,17 @@ def import_(
 @user_errors
 def filter_(
     run: Annotated[str, typer.Argument(help="Run name or path (its generated shards are filtered).")],
-    chain: Annotated[str, typer.Option("--chain", "-c", help="Chain name (see `factory chains`) or path to a chain .yaml.")] = "cold_start",
-    workers: Annotated[int | None, typer.Option(help="Worker processes for per-sample steps (default: all cores).")] = None,
+    chain: Annotated[str, typer.Option(
+        "--chain", "-c", help="Chain name (see `factory chains`) or path to a chain .yaml.")] = "cold_start",
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes for per-sample steps (default: all cores).")] = None,
     redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
-    chains_dir: Annotated[list[Path] | None, typer.Option(help="Extra folder of chain .yaml files (searched first).")] = None,
-    executor: Annotated[Executor, typer.Option(help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
+    chains_dir: Annotated[list[Path] | None, typer.Option(
+        help="Extra folder of chain .yaml files (searched first).")] = None,
+    executor: Annotated[Executor, typer.Option(
+        help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
     from rich.progress import Progress
@@ -112,7 +136,8 @@ def filter_(
     print_funnel(funnel, console)
     failed = sum(count for step in funnel["steps"] for reason, count in step["rejected"].items() if reason in FAILURES)
     if failed:  # finished, but samples failed (a request or a verifier broke) rather than being judged
-        err.print(f"{failed} samples failed rather than being judged ({', '.join(sorted(FAILURES))}); see `factory show {run} --stage rejected`")
+        err.print(f"{failed} samples failed rather than being judged ({', '.join(sorted(FAILURES))}); "
+                  f"see `factory show {run} --stage rejected`")
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -134,9 +159,14 @@ def run_(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     dry_run: Annotated[bool, typer.Option(help="Print the plan (stages, counts, what is done) and stop.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary for job systems.")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe setting: KEY.PATH=VALUE (YAML value), e.g. generate.model=data/tiny-model; STAGE=null drops a stage.")] = None,
-    executor: Annotated[str | None, typer.Option(help="local or ray (overrides the recipe's `executor`); Ray options go in the recipe's `ray:` mapping.")] = None,
-    redo: Annotated[bool, typer.Option(help="Filter again from the generated shards (after the recipe's chain changed).")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe setting: KEY.PATH=VALUE (YAML value), e.g. generate.model=data/tiny-model; "
+                      "STAGE=null drops a stage.")] = None,
+    executor: Annotated[str | None, typer.Option(
+        help="local or ray (overrides the recipe's `executor`); Ray options go in the recipe's `ray:` "
+             "mapping.")] = None,
+    redo: Annotated[bool, typer.Option(
+        help="Filter again from the generated shards (after the recipe's chain changed).")] = False,
 ) -> None:
     """Run every stage of a recipe into one run folder; safe to repeat from a scheduler.
 
@@ -174,22 +204,26 @@ def _print_stages(title: str, stages: list[dict[str, Any]]) -> None:
 def _add_train_commands() -> None:
     from factory.train.cli import train_app
 
-    app.add_typer(train_app(user_errors, lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True)), name="train")
+    app.add_typer(train_app(user_errors, lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True)),
+                  name="train")
 
 
 _add_train_commands()
 
 
 # The options eval shares with generate; its sampling defaults are GRPO's rollouts', not generate's.
-EVAL = [leaf for leaf in GENERATE if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
-                                                  "limit", "seed", "prompt_mode", "map", "backend"}
+EVAL = [leaf for leaf in GENERATE
+        if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
+                        "limit", "seed", "prompt_mode", "map", "backend"}
         or leaf.path[0] == "backend_options"]
 EVAL_DEFAULTS = {"problems": "builtin:arithmetic?n=200&seed=99", "temperature": 1.0, "top_p": 1.0, "max_tokens": 256}
 EVAL_HELP = {
     "problems": "Problem source, as for generate.",
-    "temperature": "Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; 0 = greedy, with --n 1.",
+    "temperature": "Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; "
+                   "0 = greedy, with --n 1.",
     "top_p": "Nucleus sampling mass. 1.0 (not generate's 0.95): the policy's own distribution.",
-    "max_tokens": "Maximum new tokens per sample. 256 (not generate's 1024), as GRPO's rollouts; raise it for long reasoning.",
+    "max_tokens": "Maximum new tokens per sample. 256 (not generate's 1024), as GRPO's rollouts; "
+                  "raise it for long reasoning.",
 }
 
 
@@ -216,7 +250,8 @@ def eval_(
         _print_json(result)
         return
     # One line, never wrapped: scripts read it.
-    console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in result.items()),
+    console.print("  ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                            for key, value in result.items()),
                   soft_wrap=True, highlight=False, markup=False)
 
 

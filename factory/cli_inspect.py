@@ -10,6 +10,7 @@ import typer
 
 from factory.cli_common import FactoryError, Stage, _print_json, app, console, user_errors
 
+
 @app.command()
 @user_errors
 def formats() -> None:
@@ -49,8 +50,8 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="Print counts and samples as one JSON object.")] = False,
 ) -> None:
     """Counts for a run and a few samples, rendered readably."""
-    from factory.show import run_summary, show_run
     from factory.shards import resolve_run
+    from factory.show import run_summary, show_run
 
     if json_out:
         _print_json(run_summary(resolve_run(run), stage, n))
@@ -75,7 +76,8 @@ def funnel(
     funnel = compute_funnel(run_dir)
     _print_json(funnel) if json_out else print_funnel(funnel, console)
     if live_owner(run_dir) is None:  # while a writer works on the run its counts are in flux, not wrong
-        chain = json.loads((run_dir / "filter.json").read_text()).get("chain", "NAME") if (run_dir / "filter.json").exists() else "NAME"
+        recorded = run_dir / "filter.json"
+        chain = json.loads(recorded.read_text()).get("chain", "NAME") if recorded.exists() else "NAME"
         check_exact(run_dir, funnel, f"factory filter {run} --chain {chain} --redo")
 
 
@@ -107,8 +109,10 @@ def sql(
     run: Annotated[str, typer.Argument(help="Run name or path.")],
     statement: Annotated[str, typer.Argument(help="SQL over the views generated, curated and rejected.")],
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
-    unsafe: Annotated[bool, typer.Option(help="Let the statement read and write other files (DuckDB's file access), on your own machine.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows (up to --limit) as one JSON list of objects.")] = False,
+    unsafe: Annotated[bool, typer.Option(
+        help="Let the statement read and write other files (DuckDB's file access), on your own machine.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print the rows (up to --limit) as one JSON list of objects.")] = False,
 ) -> None:
     """Ad-hoc DuckDB SQL over a run, e.g. which problems never pass, which reason dominates."""
     from rich.table import Table
@@ -132,24 +136,30 @@ def sql(
 @user_errors
 def report(
     run: Annotated[str, typer.Argument(help="Run name or path (a filtered run).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="HTML file to write (default: RUN/report.html).")] = None,
 ) -> None:
     """One self-contained HTML page: funnel, lengths, pass rates, samples per problem, examples."""
     from factory.report import write_report
     from factory.shards import resolve_run
 
-    console.print(f"report written to {write_report(resolve_run(run), out)}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"report written to {write_report(resolve_run(run), out)}",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
 @user_errors
 def export(
     run: Annotated[str, typer.Argument(help="Run name or path (its curated samples are exported).")],
-    to: Annotated[Path | None, typer.Option("--out", "-o", "--to", help="Write a dataset folder in the Hub's layout here.")] = None,
+    to: Annotated[Path | None, typer.Option(
+        "--out", "-o", "--to", help="Write a dataset folder in the Hub's layout here.")] = None,
     to_hub: Annotated[str | None, typer.Option("--to-hub", help="Upload to this Hub dataset repo, USER/NAME.")] = None,
     private: Annotated[bool, typer.Option(help="Make a new Hub repo private.")] = False,
-    license_: Annotated[str, typer.Option("--license", help="The card's license (a Hub license id, e.g. apache-2.0, mit, cc-by-4.0, other).")] = "apache-2.0",
-    rejected: Annotated[bool, typer.Option(help="Also export the rejected samples, with their reasons, as a second config `rejected`.")] = False,
+    license_: Annotated[str, typer.Option(
+        "--license",
+        help="The card's license (a Hub license id, e.g. apache-2.0, mit, cc-by-4.0, other).")] = "apache-2.0",
+    rejected: Annotated[bool, typer.Option(
+        help="Also export the rejected samples, with their reasons, as a second config `rejected`.")] = False,
 ) -> None:
     """A curated run as a Hub dataset: data/train-*.parquet with chat `messages`, TRL `prompt`/`completion`
     and `solution`, and a dataset card; `--rejected` adds the rejected samples as a second config."""

@@ -33,8 +33,8 @@ def _flag_type(annotation: Any) -> Any:
     """The setting's type as the flag parses it, made optional (None: the flag was not given)."""
     annotation = _present(annotation)
     if typing.get_origin(annotation) is dict:
-        return Optional[list[str]]
-    return Optional[annotation]
+        return Optional[list[str]]  # noqa: UP045  (types built at run time stay typing.Union objects)
+    return Optional[annotation]  # noqa: UP045
 
 
 def flags_of(leaf: Flat) -> tuple[str, ...]:

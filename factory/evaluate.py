@@ -40,8 +40,10 @@ def evaluate(
                             limit=limit, backend_options=backend_options or {}, mapping=mapping or {},
                             prompt_mode=prompt_mode)
     # The model's identity (a served name for a server), its weights, and everything that changes the samples.
-    where = str(Path(model).resolve()) if backend == "vllm" else f"{backend}:{(backend_options or {}).get('base_url')}:{model}"
-    key = stable_hash(where, model_digest(model) if backend == "vllm" else None, problems, template, sampling.as_dict(), limit, mapping or {}, prompt_mode)
+    where = (str(Path(model).resolve()) if backend == "vllm"
+             else f"{backend}:{(backend_options or {}).get('base_url')}:{model}")
+    key = stable_hash(where, model_digest(model) if backend == "vllm" else None, problems, template, sampling.as_dict(),
+                      limit, mapping or {}, prompt_mode)
     run_dir = run_dir or shards.runs_root() / f"eval-{key}"  # a retrained model gets a new run
     run_generation(config, run_dir, log=log)
     return {"model": model, **score_samples(shards.read_samples(run_dir, "generated"), k), "run": str(run_dir)}

@@ -19,8 +19,6 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from factory.errors import FactoryError
-from factory.registry import Registry
-from factory.sample import prefilled_completion, row_meta
 from factory.parsers import (
     _SPECIAL,
     Parsed,
@@ -31,6 +29,8 @@ from factory.parsers import (
     parse_think_boxed,
     parse_thought_solution,
 )
+from factory.registry import Registry
+from factory.sample import prefilled_completion, row_meta
 
 ENTRY_POINT_GROUP = "reasoning_factory.formats"
 AUTO = "auto"
@@ -168,7 +168,8 @@ def _load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in FORMATS:
             obj = ep.load()
-            register_format(replace(obj, name=ep.name) if isinstance(obj, OutputFormat) else _wrap_function(ep.name, obj))
+            register_format(replace(obj, name=ep.name) if isinstance(obj, OutputFormat)
+                            else _wrap_function(ep.name, obj))
 
 
 def _import_path(path: str) -> OutputFormat:
@@ -234,7 +235,8 @@ def prompt_prefill(prompt: str, template_prefill: str = "") -> str:
     """The part of the model's turn already in the prompt: the template's own prefill, and before
     it an opening reasoning tag that ends the chat template's generation prompt (R1-Distill's,
     QwQ's and Qwen3's end it with "<think>\\n")."""
-    head = prompt[: len(prompt) - len(template_prefill)] if template_prefill and prompt.endswith(template_prefill) else prompt
+    head = (prompt[: len(prompt) - len(template_prefill)] if template_prefill and prompt.endswith(template_prefill)
+            else prompt)
     m = _OPENING_TAIL.search(head)
     return (head[m.start() :] if m else "") + (template_prefill if head is not prompt else "")
 

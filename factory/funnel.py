@@ -28,10 +28,13 @@ def compute_funnel(run_dir: Path) -> dict[str, Any]:
     for marker in markers:
         for s in map(StepStats.from_dict, json.loads(marker.read_text()).get("steps", [])):
             steps.setdefault(s.step, StepStats(s.step)).add(s)
-    generated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "generated"))
+    generated = sum(json.loads(shards.marker_path(p).read_text())["rows"]
+                    for p in shards.done_shards(run_dir, "generated"))
     curated = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "curated"))
-    rejected = sum(json.loads(shards.marker_path(p).read_text())["rows"] for p in shards.done_shards(run_dir, "rejected"))
-    return {"generated": generated, "kept": curated, "rejected": rejected, "steps": [s.to_dict() for s in steps.values()]}
+    rejected = sum(json.loads(shards.marker_path(p).read_text())["rows"]
+                   for p in shards.done_shards(run_dir, "rejected"))
+    return {"generated": generated, "kept": curated, "rejected": rejected,
+            "steps": [s.to_dict() for s in steps.values()]}
 
 
 def check_exact(run_dir: Path, funnel: dict[str, Any], fix: str) -> None:
@@ -45,16 +48,19 @@ def check_exact(run_dir: Path, funnel: dict[str, Any], fix: str) -> None:
                            f"rebuild curated/ and rejected/ with `{fix}`")
     import duckdb
 
-    files = {stage: [str(p) for p in shards.done_shards(run_dir, stage)] for stage in ("generated", "curated", "rejected")}
-    parts = [f"SELECT id, {int(stage == 'generated')} AS g FROM read_parquet({paths!r})" for stage, paths in files.items() if paths]
+    files = {stage: [str(p) for p in shards.done_shards(run_dir, stage)]
+             for stage in ("generated", "curated", "rejected")}
+    parts = [f"SELECT id, {int(stage == 'generated')} AS g FROM read_parquet({paths!r})"
+             for stage, paths in files.items() if paths]
     wrong = duckdb.connect().sql(
         f"SELECT id, sum(g) AS g, count(*) - sum(g) AS out FROM ({' UNION ALL '.join(parts)}) GROUP BY id "
         "HAVING sum(g) != count(*) - sum(g) ORDER BY id"
     ).fetchall()
     if wrong:
         i, seen, placed = wrong[0]
-        raise FactoryError(f"{run_dir}: {len(wrong)} sample ids are not in exactly one of curated/ and rejected/ (e.g. {i}: "
-                           f"generated {seen}x, filtered {placed}x); rebuild curated/ and rejected/ with `{fix}`")
+        raise FactoryError(f"{run_dir}: {len(wrong)} sample ids are not in exactly one of curated/ and rejected/ "
+                           f"(e.g. {i}: generated {seen}x, filtered {placed}x); "
+                           f"rebuild curated/ and rejected/ with `{fix}`")
 
 
 def print_funnel(funnel: dict[str, Any], console: Console) -> None:

@@ -46,7 +46,8 @@ def _config_class(name: str, where: str) -> type:
     registry = _registry()
     if name not in registry:
         close = difflib.get_close_matches(name, registry, n=5, cutoff=0.5)
-        hint = f"close names: {', '.join(close)}" if close else f"some of its {len(registry)}: {', '.join(sorted(registry)[:8])}"
+        hint = (f"close names: {', '.join(close)}" if close
+                else f"some of its {len(registry)}: {', '.join(sorted(registry)[:8])}")
         raise FactoryError(f"{where}: reasoning-gym has no dataset '{name}'; {hint}")
     return registry[name][1]
 
@@ -93,7 +94,8 @@ def _options(name: str, raw: dict[str, str], where: str) -> dict[str, Any]:
     settable = [f.name for f in dataclasses.fields(cls) if f.name not in ("size", "seed")]
     unknown = sorted(set(raw) - set(settable))
     if unknown:
-        raise FactoryError(f"{where}: {name} has no option {', '.join(unknown)}; its options are {', '.join(settable) or 'none'}")
+        raise FactoryError(f"{where}: {name} has no option {', '.join(unknown)}; "
+                           f"its options are {', '.join(settable) or 'none'}")
     hints = typing.get_type_hints(cls)
     out = {}
     for key, value in raw.items():

@@ -193,7 +193,8 @@ def _source_datasets(config: dict[str, Any]) -> list[str] | None:
     return [problems.removeprefix("hf:").split(":", 1)[0]] if problems.startswith("hf:") else None
 
 
-def _card(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, Any]], download: int, license: str) -> Any:
+def _card(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, Any]], download: int,
+          license: str) -> Any:
     from huggingface_hub import DatasetCard, DatasetCardData  # imported here: only export needs it
 
     train = splits["train"]
@@ -204,7 +205,8 @@ def _card(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, A
     if "rejected" in splits:
         rej = splits["rejected"]
         configs.append({"config_name": "rejected", "data_files": [{"split": "train", "path": "data/rejected-*"}]})
-        infos.append({"config_name": "rejected", "features": [{"name": f.name, **_features(f.type)} for f in REJECTED_SCHEMA],
+        infos.append({"config_name": "rejected",
+                      "features": [{"name": f.name, **_features(f.type)} for f in REJECTED_SCHEMA],
                       "splits": [{"name": "train", "num_bytes": rej["nbytes"], "num_examples": rej["rows"]}],
                       "dataset_size": rej["nbytes"]})
     infos[0]["download_size"] = download
@@ -223,7 +225,8 @@ def _card(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[str, A
 
 
 def _write_split(tmp: Path, prefix: str, inputs: list[Path], shard_rows: int, run_dir: Path) -> dict[str, Any]:
-    """One split's rows as data/{prefix}-NNNNN-of-MMMMM.parquet, one input shard and one output file in memory at a time."""
+    """One split's rows as data/{prefix}-NNNNN-of-MMMMM.parquet, one input shard and one output file in memory
+    at a time."""
     schema = EXPORT_SCHEMA if prefix == "train" else REJECTED_SCHEMA
     # File names carry the file count, so count rows first (Parquet footers only: cheap).
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in inputs)

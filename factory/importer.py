@@ -33,7 +33,8 @@ from factory.textnorm import text_hash
 # Fields an import maps with --map FIELD=COLUMN, beyond the problem's; and the columns tried when not mapped.
 IMPORT_FIELDS = ("completion", "messages", "reasoning", "finish_reason", "completion_tokens", "prefill", "model")
 GUESSES = {
-    "completion": ("completion", "completions", "generation", "generations", "response", "responses", "output", "outputs"),
+    "completion": ("completion", "completions", "generation", "generations", "response", "responses", "output",
+                   "outputs"),
     "messages": ("messages", "conversations", "conversation"),
     "reasoning": ("reasoning_content",),
     "finish_reason": ("finish_reason", "finish_reasons", "stop_reason"),
@@ -71,7 +72,8 @@ def _columns(rows: list[dict[str, Any]], mapping: dict[str, str], where: str) ->
     first, cols = rows[0], {}
     for f in (*IMPORT_FIELDS, *FIELDS):
         if f in mapping and mapping[f] not in first:
-            raise FactoryError(f"{where}: mapped column '{mapping[f]}' for {f} does not exist; columns are {', '.join(first)}")
+            raise FactoryError(f"{where}: mapped column '{mapping[f]}' for {f} does not exist; "
+                               f"columns are {', '.join(first)}")
     for f in IMPORT_FIELDS:
         cols[f] = mapping.get(f) or next((c for c in GUESSES.get(f, ()) if c in first), None)
     if "messages" not in mapping and cols["completion"]:
@@ -108,7 +110,8 @@ def _at(value: Any, j: int) -> Any:
     return value
 
 
-def _completions(row: dict[str, Any], cols: dict[str, str | None], where: str) -> tuple[list[Any], str | None, list | None]:
+def _completions(row: dict[str, Any], cols: dict[str, str | None],
+                 where: str) -> tuple[list[Any], str | None, list | None]:
     """The row's completions and, from chat turns, the problem (the user turn before the answer) and
     the prompt's turns (system and that user turn) that exports hand to trainers."""
     if cols["completion"]:
@@ -124,7 +127,8 @@ def _completions(row: dict[str, Any], cols: dict[str, str | None], where: str) -
     return [turns[last]["content"]], (users[-1]["content"] if users else None), prompt
 
 
-def _samples(rows: list[dict[str, Any]], config: ImportConfig, counter: Callable[[str], int | None]) -> Iterator[dict[str, Any]]:
+def _samples(rows: list[dict[str, Any]], config: ImportConfig,
+             counter: Callable[[str], int | None]) -> Iterator[dict[str, Any]]:
     where = config.source
     cols = _columns(rows, config.mapping, where)
     extra = {c for f, c in cols.items() if c and f != "model"}
@@ -150,7 +154,8 @@ def _sample(p: Problem, model: str, text: Any, j: int, row: dict[str, Any], cols
             counter: Callable[[str], int | None], prompt: list | None = None) -> dict[str, Any]:
     error = None
     if text is not None and not isinstance(text, str):
-        raise FactoryError(f"{at}: completion {j + 1} is {type(text).__name__}, not text; map a text column with --map completion=COLUMN")
+        raise FactoryError(f"{at}: completion {j + 1} is {type(text).__name__}, not text; "
+                           "map a text column with --map completion=COLUMN")
     if not (text or "").strip():
         if not config.allow_empty:
             raise FactoryError(f"{at}: completion {j + 1} is empty; remove such rows, or pass --allow-empty to keep "
@@ -204,7 +209,8 @@ def _source_identity(spec: str) -> Any:
     return stable_hash([(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
 
 
-def import_generations(config: ImportConfig, run_dir: Path, log: Callable[[str], None] = lambda _m: None) -> ImportResult:
+def import_generations(config: ImportConfig, run_dir: Path,
+                       log: Callable[[str], None] = lambda _m: None) -> ImportResult:
     from factory.lock import run_lock
 
     get_format(config.format)  # an unknown format fails before any reading
@@ -233,7 +239,8 @@ def import_generations(config: ImportConfig, run_dir: Path, log: Callable[[str],
                 result.shards_done_before += 1
                 continue
             batch = samples[k * config.shard_size : (k + 1) * config.shard_size]
-            shards.write_shard(path, to_table(batch), {"imported": len(batch), "errors": sum(bool(r["error"]) for r in batch)})
+            shards.write_shard(path, to_table(batch),
+                               {"imported": len(batch), "errors": sum(bool(r["error"]) for r in batch)})
             result.shards_written += 1
     if not result.shards_written:
         log(f"all {result.shards_done_before} shards of {run_dir} are already imported; nothing to do")

@@ -391,7 +391,8 @@ def mixed_language(text: str, target: str, min_run_words: int = 3) -> tuple[bool
 
 def _ascii_stats(text: str, target: str) -> LanguageStats | None:
     """The common case at regex speed: ASCII text, Latin target, too little foreign stopword
-    evidence anywhere (no language reaches 2 votes in the whole text) for any sentence to be foreign. None: do the full analysis."""
+    evidence anywhere (no language reaches 2 votes in the whole text) for any sentence to be foreign. None: do the
+    full analysis."""
     cleaned = _prepare(text)[1]
     if (not cleaned.isascii() or target not in _STOP or "Latin" not in _TARGET_SCRIPTS.get(target, {"Latin"})
             or not _ASCII_WORD.search(cleaned)):

@@ -57,7 +57,8 @@ def intervals() -> tuple[float, float]:
     """(heartbeat, expiry) in seconds, from the environment or the defaults."""
     heartbeat, expiry = _seconds("FACTORY_LOCK_HEARTBEAT_S", HEARTBEAT_S), _seconds("FACTORY_LOCK_EXPIRY_S", EXPIRY_S)
     if expiry <= 2 * heartbeat:  # a lease must outlive a late beat or two
-        raise FactoryError(f"FACTORY_LOCK_EXPIRY_S ({expiry:g}) must be more than twice FACTORY_LOCK_HEARTBEAT_S ({heartbeat:g})")
+        raise FactoryError(f"FACTORY_LOCK_EXPIRY_S ({expiry:g}) must be more than twice "
+                           f"FACTORY_LOCK_HEARTBEAT_S ({heartbeat:g})")
     return heartbeat, expiry
 
 
@@ -156,7 +157,8 @@ def _still_held(owner: dict, path: Path) -> str | None:
                 beat = path.stat().st_mtime
         age = time.time() - float(beat or 0)
         if age < expiry:
-            return f"its last heartbeat was {max(age, 0):.0f} s ago and its lease expires {expiry:.0f} s after the last one"
+            return (f"its last heartbeat was {max(age, 0):.0f} s ago and its lease expires {expiry:.0f} s "
+                    "after the last one")
         return None
     if "token" not in owner:
         # Written by hand or by a version that held no flock: only its pid can tell.

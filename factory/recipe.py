@@ -98,7 +98,8 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     except FactoryError as e:
         raise FactoryError(f"{path}: {e}") from None
     if recipe.get("ray") is not None:
-        # Checked even when the recipe runs locally (a typo is caught early); only the given ones are kept: Ray picks the rest.
+        # Checked even when the recipe runs locally (a typo is caught early); only the given ones are kept:
+        # Ray picks the rest.
         recipe["ray"] = check_ray_options(recipe["ray"], f"{path}: ray")
     for stage in STAGES:
         if stage in recipe and not isinstance(recipe[stage], dict):
@@ -121,7 +122,8 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     settings = recipe.get("filter") or {}
     bad = set(settings) - FILTER_KEYS
     if bad:
-        raise FactoryError(f"{path}: unknown filter setting(s) {', '.join(sorted(bad))}; settings are {', '.join(sorted(FILTER_KEYS))}")
+        raise FactoryError(f"{path}: unknown filter setting(s) {', '.join(sorted(bad))}; "
+                           f"settings are {', '.join(sorted(FILTER_KEYS))}")
     decontaminate = settings.get("decontaminate")
     if decontaminate is not None and not isinstance(decontaminate, (str, list)):
         raise FactoryError(f"{path}: filter.decontaminate is a benchmark file or a list of them, not {decontaminate!r}")
@@ -158,7 +160,8 @@ def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
             steps.insert(at if at is not None else _first_global(steps, name), dedup)
     if settings.get("decontaminate"):
         benchmarks = settings["decontaminate"]
-        steps.insert(_first_global(steps, name), {"decontaminate": {"benchmarks": [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)}})
+        steps.insert(_first_global(steps, name), {"decontaminate": {
+            "benchmarks": [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)}})
     data["steps"] = steps
     data["name"] = f"{base.name}+recipe"
     path = run_dir / "chain.yaml"
@@ -197,9 +200,11 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     for kind in ("sft", "grpo"):
         if kind in (recipe.get("train") or {}):
             out = Path((recipe["train"][kind] or {}).get("out", run_dir / kind))
-            steps.append({"stage": f"train {kind}", "out": str(out), "done": (run_dir / "logs" / f"train-{kind}.done").exists() and (out / "config.json").exists()})
+            done = (run_dir / "logs" / f"train-{kind}.done").exists() and (out / "config.json").exists()
+            steps.append({"stage": f"train {kind}", "out": str(out), "done": done})
     if "export" in recipe:
-        steps.append({"stage": "export", "to": str(recipe["export"].get("to")), "done": (run_dir / "logs" / "export.done").exists()})
+        steps.append({"stage": "export", "to": str(recipe["export"].get("to")),
+                      "done": (run_dir / "logs" / "export.done").exists()})
     return steps
 
 
@@ -228,7 +233,8 @@ def _once(
     if output.exists() and marker.exists() and json.loads(marker.read_text()).get("key") == key:
         log(f"{stage}: already done with these settings and inputs; nothing to do")
         return {"stage": stage, "already_done": True}
-    result = {k: v for k, v in work().items() if k in ("steps", "out", "resumed_from", "examples", "rows", "files", "path")}
+    result = {k: v for k, v in work().items()
+              if k in ("steps", "out", "resumed_from", "examples", "rows", "files", "path")}
     shards.atomic_write_json(marker, {"key": key, **result})
     return {"stage": stage, **result, "already_done": False}
 
@@ -270,8 +276,8 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: 
 
             filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
                 shards.done_shards(run_dir, "generated"))
-            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, redo=redo_filter, executor=recipe.get("executor", "local"),
-                               executor_options=dict(recipe.get("ray") or {}))
+            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, redo=redo_filter,
+                               executor=recipe.get("executor", "local"), executor_options=dict(recipe.get("ray") or {}))
             from factory.report import write_report
 
             report = write_report(run_dir)  # cheap (DuckDB aggregates), so always current
@@ -285,12 +291,14 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: 
             if kind == "sft":
                 settings.setdefault("data", str(run_dir))
             output = Path(settings["out"]) / "config.json"  # written with the final model only
-            summary["stages"].append(_once(run_dir, f"train {kind}", settings, output, both, lambda: _train(kind, settings, both)))
+            summary["stages"].append(_once(run_dir, f"train {kind}", settings, output, both,
+                                           lambda kind=kind, settings=settings: _train(kind, settings, both)))
         if "export" in recipe:
             from factory.hub import export_run
 
             to = Path(str(recipe["export"]["to"]))
-            summary["stages"].append(_once(run_dir, "export", {"to": str(to)}, to / "README.md", both, lambda: export_run(run_dir, to)))
+            summary["stages"].append(_once(run_dir, "export", {"to": str(to)}, to / "README.md", both,
+                                           lambda: export_run(run_dir, to)))
         summary["errors"] = sum(s.get("errors", 0) for s in summary["stages"])
         summary["already_done"] = all(s.get("already_done") for s in summary["stages"])
         if summary["already_done"]:

@@ -53,7 +53,8 @@ def collect(run_dir: Path) -> dict[str, Any]:
     """Everything the page shows: header facts, chart SVGs and example pairs."""
     manifest = shards.read_manifest(run_dir)  # a folder that is no run fails here, with the usual message
     if not shards.done_shards(run_dir, "curated"):
-        raise FactoryError(f"{run_dir}: not filtered yet, nothing to report; run `factory filter {run_dir} --chain NAME` first")
+        raise FactoryError(f"{run_dir}: not filtered yet, nothing to report; "
+                           f"run `factory filter {run_dir} --chain NAME` first")
     funnel = compute_funnel(run_dir)
     con = connect(run_dir)
     con.execute(SAMPLES_VIEW)

@@ -61,7 +61,8 @@ def reason_colours(reasons: Sequence[str]) -> dict[str, str]:
 def _svg(chart_id: str, width: int, height: int, body: list[str], label: str) -> str:
     # viewBox + width 100%: the chart scales with its column and text stays proportional.
     return (
-        f'<svg id="{escape(chart_id)}" class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(label)}" '
+        f'<svg id="{escape(chart_id)}" class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(label)}" '
         f'xmlns="http://www.w3.org/2000/svg" style="max-width:{width}px">' + "".join(body) + "</svg>"
     )
 
@@ -117,7 +118,8 @@ def funnel_chart(chart_id: str, rows: Sequence[FunnelRow], colours: dict[str, st
             x += w
         summary = f"{fmt(r.into)} in · {fmt(r.kept)} kept · {fmt(rejected)} rejected"
         share = f'<tspan fill="{REJECTED}"> ({pct(rejected, r.into)})</tspan>' if rejected else ""
-        body.append(_text(label_w + bar_w + 12, y + 18, summary, cls="funnel-numbers").replace("</text>", share + "</text>"))
+        body.append(_text(label_w + bar_w + 12, y + 18, summary, cls="funnel-numbers")
+                    .replace("</text>", share + "</text>"))
         y += row_h
     legend = [(KEPT, "kept")] + [(c, reason) for reason, c in colours.items()]
     marks, y = _legend(legend, label_w, y + 18, width - label_w)
@@ -150,7 +152,8 @@ def histogram_chart(chart_id: str, edges: Sequence[float], kept: Sequence[int], 
                 continue
             h = plot_h * shares[k][i] / y_max
             body.append(_rect(x0 + k * bar_w, top + plot_h - h, bar_w, h, colour, f"bar {series}",
-                              f"{series}: {fmt(counts[i])} samples in [{fmt(lo)}, {fmt(hi)}) = {pct(counts[i], n_kept if k == 0 else n_rej)}",
+                              f"{series}: {fmt(counts[i])} samples in [{fmt(lo)}, {fmt(hi)}) = "
+                              f"{pct(counts[i], n_kept if k == 0 else n_rej)}",
                               series=series, count=counts[i], lo=lo, hi=hi))
     tick_every = max(1, math.ceil(bins / 8))
     for i in range(0, bins + 1, tick_every):
@@ -187,7 +190,8 @@ def rate_chart(chart_id: str, groups: Sequence[dict], has_correct: bool) -> str:
                               f"rate {name}", f"{g['name']}: {name} {fmt(count)} of {fmt(g['total'])}",
                               group=g["name"], series=name, count=count, total=g["total"]))
             body.append(_text(label_w + bar_w + 8, by + bar_h - 4,
-                              f"{pct(count, g['total'])}  ({fmt(count)}/{fmt(g['total'])})", size=12, cls="rate-numbers"))
+                              f"{pct(count, g['total'])}  ({fmt(count)}/{fmt(g['total'])})",
+                              size=12, cls="rate-numbers"))
         y += per_group
     return _svg(chart_id, width, int(y) + 4, body, "pass rate per group")
 

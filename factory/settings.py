@@ -102,7 +102,7 @@ def _strict(annotation: Any) -> Any:
     if annotation is float:
         return Annotated[float, BeforeValidator(_number)]
     if is_union(annotation):
-        return typing.Union[tuple(_strict(a) for a in args)]
+        return typing.Union[tuple(_strict(a) for a in args)]  # noqa: UP007  (built from a tuple at run time)
     if origin is list and args:
         return list[_strict(args[0])]
     if origin is dict and args:

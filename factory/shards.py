@@ -186,8 +186,10 @@ def _load_manifest(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FactoryError(f"{path}: not valid JSON ({e}); {fix}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or not isinstance(data.get("fingerprint"), str):
-        raise FactoryError(f"{path}: not a run manifest (needs an object with 'fingerprint' and a 'config' object); {fix}")
+    if (not isinstance(data, dict) or not isinstance(data.get("config"), dict)
+            or not isinstance(data.get("fingerprint"), str)):
+        raise FactoryError(f"{path}: not a run manifest (needs an object with 'fingerprint' and a 'config' object); "
+                           f"{fix}")
     return data
 
 

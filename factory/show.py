@@ -35,7 +35,8 @@ def run_summary(run_dir: Path, stage: str, n: int) -> dict[str, Any]:
         "count(*) FILTER (WHERE parse_error IS NULL AND error IS NULL), count(error) FROM s"
     ).fetchall()[0]
     reasons = con.execute("SELECT finish_reason, count(*) FROM s GROUP BY 1 ORDER BY 2 DESC").fetchall()
-    columns = ["id", "problem", "answer", "reasoning", "final", "parse_error", "completion", "finish_reason", "error", "reason"]
+    columns = ["id", "problem", "answer", "reasoning", "final", "parse_error", "completion", "finish_reason", "error",
+               "reason"]
     rows = con.execute(f"SELECT {', '.join(columns)} FROM s ORDER BY id LIMIT ?", [n]).fetchall()
     return summary | {
         "samples": samples, "problems": problems, "completion_tokens": int(tokens or 0), "parsed": parsed,

@@ -109,7 +109,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             with path.open(encoding="utf-8", newline="") as f:
                 return list(csv.DictReader(f))
         except UnicodeDecodeError as e:
-            raise FactoryError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); save the file as UTF-8") from None
+            raise FactoryError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); "
+                               "save the file as UTF-8") from None
         except csv.Error as e:
             raise FactoryError(f"{path}: not a readable CSV file ({e})") from None
     if suffix == ".parquet":
@@ -166,7 +167,8 @@ def problem_columns(rows: list[dict[str, Any]], where: str, mapping: dict[str, s
     return col
 
 
-def problem_from_row(row: dict[str, Any], col: dict[str, str], where: str, i: int, skip: set[str] = frozenset()) -> Problem:
+def problem_from_row(row: dict[str, Any], col: dict[str, str], where: str, i: int,
+                     skip: set[str] = frozenset()) -> Problem:
     """One source row -> a Problem; columns in `skip` stay out of its context (and metadata)."""
     text = row.get(col["problem"])
     if text is None or not str(text).strip():
@@ -208,10 +210,12 @@ def _run_spec(spec: str) -> tuple[Path, str]:
     params = dict(parse_qsl(query))
     stage = params.pop("stage", "generated")
     if params or stage not in RUN_STAGES:
-        raise FactoryError(f"bad source '{spec}': write run:NAME or run:NAME?stage=S with S one of {', '.join(RUN_STAGES)}")
+        raise FactoryError(f"bad source '{spec}': write run:NAME or run:NAME?stage=S "
+                           f"with S one of {', '.join(RUN_STAGES)}")
     run_dir = resolve_run(name)
     if not (run_dir / "manifest.json").exists():
-        raise FactoryError(f"{spec}: {run_dir} is not a run folder; run the recipe or `factory generate` that makes it first")
+        raise FactoryError(f"{spec}: {run_dir} is not a run folder; "
+                           "run the recipe or `factory generate` that makes it first")
     from factory.lock import holds, live_owner
 
     owner = live_owner(run_dir)

@@ -41,7 +41,8 @@ def query(run_dir: Path, sql: str, unsafe: bool = False) -> pa.Table:
         return con.sql(sql).to_arrow_table()
     except duckdb.PermissionException:
         raise FactoryError("the statement reaches files outside the run's views; `factory sql` reads only "
-                           f"{', '.join(STAGES)} (pass --unsafe on your own machine to allow DuckDB file access)") from None
+                           f"{', '.join(STAGES)} (pass --unsafe on your own machine to allow DuckDB "
+                           "file access)") from None
     except duckdb.Error as e:
         raise FactoryError(f"query failed: {str(e).splitlines()[0]} (views: {', '.join(STAGES)})") from None
     except AttributeError:

@@ -44,5 +44,6 @@ def write_run(
             **s,
         })
     for k in range(0, len(rows), rows_per_shard):
-        shards.write_shard(shards.shard_path(run, "generated", k // rows_per_shard), to_table(rows[k : k + rows_per_shard]), {})
+        shards.write_shard(shards.shard_path(run, "generated", k // rows_per_shard),
+                           to_table(rows[k : k + rows_per_shard]), {})
     return rows

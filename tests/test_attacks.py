@@ -53,7 +53,8 @@ def test_template_escapes_are_refused(cli, runs_dir: Path, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     template = tmp_path / "evil.yaml"
     template.write_text(json.dumps({"name": "evil", "description": "d", "format": "think_answer",
-                                    "base": payload + " {{ problem }}", "chat": [{"role": "user", "content": payload}]}))
+                                    "base": payload + " {{ problem }}",
+                                    "chat": [{"role": "user", "content": payload}]}))
     result = cli("generate", "e", "--model", "no-such-model-folder/x", "--template", str(template),
                  "--problems", "builtin:arithmetic?n=2")
     one_line_error(result, "evil.yaml", "Python internals")
@@ -93,7 +94,8 @@ def test_builtin_parameters_out_of_range(cli, runs_dir: Path, spec, needle):
 
 
 def test_set_with_bad_yaml(cli, runs_dir: Path):
-    one_line_error(cli("run", "recipes/demo.yaml", "--dry-run", "--set", "filter.chain=[unclosed"), "--set filter.chain")
+    one_line_error(cli("run", "recipes/demo.yaml", "--dry-run", "--set", "filter.chain=[unclosed"),
+                   "--set filter.chain")
 
 
 @pytest.mark.parametrize("manifest", ["{not json", "[1, 2]", '{"fingerprint": "x", "config": "a string"}'])

@@ -28,7 +28,8 @@ from factory.sample import SCHEMA
 from tests.helpers import FACTORY, REPO, factory_env, run_factory
 from tests.test_chain import make_run
 
-CHAIN_A = "name: strict\nsteps:\n  - parsed\n  - correct\n  - select: {min_pass_rate: 0.6}\n  - dedup: {exact: true, near: true}\n"
+CHAIN_A = ("name: strict\nsteps:\n  - parsed\n  - correct\n  - select: {min_pass_rate: 0.6}\n"
+           "  - dedup: {exact: true, near: true}\n")
 OTHER = "cold_start"  # dedup then select: another chain, for reruns with --redo
 PRELOAD = ["factory.cli", "factory.chain", "factory.filters.global_steps", "factory.filters.basic",
            "factory.filters.correct", "factory.filters.language", "factory.filters.readability", "factory.dedup",

@@ -27,7 +27,8 @@ HOLD = ("import sys, time; from pathlib import Path; from factory.lock import ru
 def foreign_lease(run_dir: Path, age_s: float) -> dict:
     """The lock file a killed pod on another node leaves: its heartbeat stopped `age_s` ago."""
     owner = {"pid": 7, "host": "factory-cold-start-28461-xk2p9", "boot_id": "5c3e1d1e-0000-4000-8000-000000000000",
-             "started": time.time() - 3600, "since": "2025-01-01 02:00:00", "command": "factory run recipes/cold_start.yaml",
+             "started": time.time() - 3600, "since": "2025-01-01 02:00:00",
+             "command": "factory run recipes/cold_start.yaml",
              "token": "a1b2c3d4e5f60718", "heartbeat": time.time() - age_s}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / LOCK).write_text(json.dumps(owner))
@@ -35,7 +36,8 @@ def foreign_lease(run_dir: Path, age_s: float) -> dict:
 
 
 def test_a_holder_in_another_pid_namespace_keeps_the_lock(tmp_path: Path):
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode:
+    if (shutil.which("unshare") is None
+            or subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode):
         pytest.skip("needs unshare --pid (root)")
     holder = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c", HOLD,
                                str(tmp_path)], stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -60,7 +62,8 @@ def test_another_hosts_lease_holds_while_its_heartbeat_runs_and_expires_after(tm
     run = tmp_path / "r"
     make_run(run)
     foreign_lease(run, age_s=5)
-    with pytest.raises(FactoryError, match=r"in use by pid 7 on factory-cold-start-28461-xk2p9 .*cold_start.yaml.*heartbeat"):
+    with pytest.raises(FactoryError,
+                       match=r"in use by pid 7 on factory-cold-start-28461-xk2p9 .*cold_start.yaml.*heartbeat"):
         with run_lock(run):
             pass
     assert live_owner(run)["host"] == "factory-cold-start-28461-xk2p9"

@@ -25,7 +25,8 @@ def make_run(run: Path, problems: int = 24, per_shard: int = 6) -> list[dict]:
             answer = p.answer if i in (0, 2) else p.answer + 1  # samples 0 and 2 are identical and right
             completion = f"<think>\n{steps}\n</think>\n<answer>{answer}</answer>"
             if i == 3 and k % 3 == 0:
-                completion = f"<think>{steps}\n我们先计算乘法，然后计算加法，所以答案是正确的。</think><answer>{p.answer}</answer>"
+                completion = (f"<think>{steps}\n我们先计算乘法，然后计算加法，所以答案是正确的。</think>"
+                              f"<answer>{p.answer}</answer>")
             if i == 1 and k % 4 == 0:
                 completion = "<think>" + steps
             samples.append(dict(problem_id=pid, sample_index=i, problem=arithmetic.question(p), answer=str(p.answer),
@@ -49,7 +50,8 @@ def test_cold_start_accounting_and_reasons(tmp_path: Path):
     steps = {s["step"]: s for s in funnel["steps"]}
     assert steps["parsed"]["rejected"] == {"truncated": 6}  # cut off: its own reason, before any parse error
     assert steps["correct"]["rejected"] == {"wrong_answer": 18 + 16}  # sample 1 unless cut off, sample 3 unless mixed
-    assert steps["language"]["rejected"].get("language_mismatch", 0) + steps["language"]["rejected"].get("mixed_language", 0) == 8
+    language = steps["language"]["rejected"]
+    assert language.get("language_mismatch", 0) + language.get("mixed_language", 0) == 8
     assert steps["dedup"]["rejected"] == {"exact_duplicate": 24}  # samples 0 and 2 are the same text
     assert len(kept) == 24 and all(r["final"] == r["answer"] for r in kept)
     assert len({r["problem_id"] for r in kept}) == 24  # one kept per problem
@@ -70,7 +72,8 @@ def test_rerun_skips_filtered_shards_and_other_chain_needs_redo(tmp_path: Path):
     with pytest.raises(FactoryError, match="filtered with chain 'cold_start'.*--redo"):
         run_chain(run, load_chain("distill"))
     funnel = run_chain(run, load_chain("distill"), redo=True, workers=1)
-    assert [s["step"] for s in funnel["steps"]][-1] == "dedup" and funnel["generated"] == funnel["kept"] + funnel["rejected"]
+    assert [s["step"] for s in funnel["steps"]][-1] == "dedup"
+    assert funnel["generated"] == funnel["kept"] + funnel["rejected"]
 
 
 def test_killed_shard_is_redone(tmp_path: Path):
@@ -119,7 +122,8 @@ def test_select_band_and_per_problem_limit(tmp_path: Path):
     # Pass rate is 3/4 where sample 3 is the right mixed-language one (k % 3 == 0), else 2/4.
     assert len({r["problem_id"] for r in kept}) == 8 and len(kept) == 8
     select = [s for s in funnel["steps"] if s["step"].startswith("select")]
-    assert select[0]["rejected"] == {"pass_rate_out_of_band": 32} and select[1]["rejected"] == {"over_per_problem_limit": 16}
+    assert select[0]["rejected"] == {"pass_rate_out_of_band": 32}
+    assert select[1]["rejected"] == {"over_per_problem_limit": 16}
 
 
 def test_corrupt_shard_is_a_clear_error(tmp_path: Path):
@@ -132,8 +136,10 @@ def test_corrupt_shard_is_a_clear_error(tmp_path: Path):
 
 @pytest.mark.parametrize("body, message", [
     ("name: x\nsteps:\n  - sparkle\n", "unknown step 'sparkle'; the steps are parsed, complete"),
-    ("name: x\nsteps:\n  - length: {max_len: 3}\n", "step 1 (length): unknown setting 'max_len'; the settings are: min_completion_tokens"),
-    ("name: x\nsteps:\n  - length: {max_completion_tokens: lots}\n", "max_completion_tokens='lots' is not valid: expected a whole number"),
+    ("name: x\nsteps:\n  - length: {max_len: 3}\n",
+     "step 1 (length): unknown setting 'max_len'; the settings are: min_completion_tokens"),
+    ("name: x\nsteps:\n  - length: {max_completion_tokens: lots}\n",
+     "max_completion_tokens='lots' is not valid: expected a whole number"),
     ("name: x\nsteps:\n  - dedup\n  - parsed\n", "is per-sample but comes after a global step"),
     ("name: x\nsteps: []\n", "non-empty 'steps' list"),
     ("name: x\nsteps:\n  - {parsed: {}, complete: {}}\n", "one-key mapping"),
@@ -149,7 +155,8 @@ def test_bad_chain_files(tmp_path: Path, body: str, message: str):
 
 
 def test_unknown_chain_name_lists_chains():
-    with pytest.raises(FactoryError, match="unknown chain 'nope': the chains are cold_start, distill, distill_rejection_sampling, grpo_prompts"):
+    with pytest.raises(FactoryError, match="unknown chain 'nope': the chains are cold_start, distill, "
+                                           "distill_rejection_sampling, grpo_prompts"):
         load_chain("nope")
 
 
@@ -161,7 +168,8 @@ def test_cli_filter_funnel_chains(tmp_path: Path, cli):
     assert "generated 96 = kept" in result.output and "exact_duplicate" in result.output
     assert cli("funnel", str(run)).output.count("correct") == 1
     listing = cli("chains")
-    assert all(n in listing.output for n in ("cold_start", "distill", "grpo_prompts", "readability", "max_paragraph_chars"))
+    assert all(n in listing.output
+               for n in ("cold_start", "distill", "grpo_prompts", "readability", "max_paragraph_chars"))
     bad = cli("filter", str(tmp_path / "nope"))
     assert bad.exit_code == 2 and "not a run folder" in bad.output
 

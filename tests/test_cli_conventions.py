@@ -16,7 +16,8 @@ from factory import __version__
 def filtered(cli, runs_dir: Path, tmp_path: Path) -> str:
     src = tmp_path / "g.jsonl"
     src.write_text("".join(json.dumps({"problem": f"What is {i}+{i}?", "answer": str(2 * i),
-                                       "completion": f"<think>{i}+{i}={2 * i + (i % 2)}</think> \\boxed{{{2 * i + (i % 2)}}}"}) + "\n"
+                                       "completion": f"<think>{i}+{i}={2 * i + (i % 2)}</think> "
+                                                     f"\\boxed{{{2 * i + (i % 2)}}}"}) + "\n"
                            for i in range(4)))
     assert cli("import", src, "r").exit_code == 0
     assert cli("filter", "r", "--chain", "distill").exit_code == 0
@@ -38,7 +39,8 @@ def test_json_on_show_funnel_and_sql(cli, filtered: str):
     assert shown["samples"] == 4 and len(shown["examples"]) == 1 and shown["examples"][0]["problem"]
     funnel = json.loads(cli("funnel", filtered, "--json").output)
     assert funnel["generated"] == funnel["kept"] + funnel["rejected"] == 4 and funnel["kept"] == 2
-    rows = json.loads(cli("sql", filtered, "SELECT rejected_by, count(*) AS n FROM rejected GROUP BY 1", "--json").output)
+    rows = json.loads(cli("sql", filtered, "SELECT rejected_by, count(*) AS n FROM rejected GROUP BY 1",
+                          "--json").output)
     assert rows == [{"rejected_by": "correct", "n": 2}]
 
 

@@ -45,7 +45,8 @@ def test_stateful_jobs_share_one_setup_and_report_progress_live():
         states.append([])
         return states[-1]
 
-    jobs = ShardJobs(counted, [(1,), (2,), (5,)], setup=setup, teardown=lambda s: s.append("closed"), reports_progress=True)
+    jobs = ShardJobs(counted, [(1,), (2,), (5,)], setup=setup, teardown=lambda s: s.append("closed"),
+                     reports_progress=True)
     with get_executor("local").run(jobs, progress=lambda *c: seen.append(c)) as results:
         assert len(states) == 1  # started on entering, before any shard
         assert list(results) == [1, 2, 5]

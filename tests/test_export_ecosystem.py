@@ -29,8 +29,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in shards.done_shards(run, "generated"):
         rows = pq.read_table(path).to_pylist()
         for r in rows:
-            r["metadata"] = json.dumps({"prefill": "", "messages": [{"role": "system", "content": "Think, then answer."},
-                                                                    {"role": "user", "content": r["problem"]}]})
+            r["metadata"] = json.dumps({"prefill": "",
+                                        "messages": [{"role": "system", "content": "Think, then answer."},
+                                                     {"role": "user", "content": r["problem"]}]})
         shards.write_shard(path, to_table(rows), {})
     run_chain(run, load_chain("distill"), workers=1)
     return run
@@ -45,7 +46,8 @@ def load(folder: Path, config: str = "default"):
 def test_columns_for_trl_and_open_r1(run: Path, tmp_path: Path):
     export_run(run, tmp_path / "ds")
     row = load(tmp_path / "ds")[0]
-    assert row["prompt"] == [{"role": "system", "content": "Think, then answer."}, {"role": "user", "content": row["problem"]}]
+    assert row["prompt"] == [{"role": "system", "content": "Think, then answer."},
+                             {"role": "user", "content": row["problem"]}]
     assert row["completion"][0]["role"] == "assistant" and row["completion"][0]["content"].startswith("<think>")
     assert row["messages"] == row["prompt"] + row["completion"]
     assert row["solution"] == row["answer"]

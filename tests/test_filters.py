@@ -63,9 +63,11 @@ CASES = [
     (Correct(), {"task": "math", "answer": "0.75", "final": "\\boxed{\\dfrac{3}{4}}"}, None),
     (Correct(), {"task": "math", "answer": "14", "final": "20"}, "wrong_answer"),
     (Language(), {}, None),
-    (Language(), {"reasoning": "First 3 * 4 = 12. 然后我们把二和十二相加得到十四，这就是最终的答案。"}, "language_mismatch"),
+    (Language(), {"reasoning": "First 3 * 4 = 12. 然后我们把二和十二相加得到十四，这就是最终的答案。"},
+     "language_mismatch"),
     (Language(min_share=0.5), {"reasoning": "First multiply three by four to get twelve. Then add two to get fourteen. "
-                                            "然后我们把二和十二相加得到十四。 So the final answer is fourteen indeed."}, "mixed_language"),
+                                            "然后我们把二和十二相加得到十四。 So the final answer is fourteen indeed."},
+     "mixed_language"),
     (Language(target="ru"), {"reasoning": "Multiply first, then add the two numbers."}, "language_mismatch"),
     (Language(target="ru"), {"reasoning": "Сначала умножаем, потом складываем: 3 * 4 = 12."}, None),
     (Readability(), {}, None),
@@ -76,7 +78,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("flt, changes, expected", CASES, ids=lambda v: getattr(v, "name", None) if hasattr(v, "screen") else None)
+@pytest.mark.parametrize("flt, changes, expected", CASES,
+                         ids=lambda v: getattr(v, "name", None) if hasattr(v, "screen") else None)
 def test_filter_cases(flt, changes, expected):
     s = sample(**changes)
     flt.prepare([s])
@@ -109,7 +112,8 @@ def test_build_refuses_unknown_settings_and_wrong_types():
 
     with pytest.raises(FactoryError, match="unknown setting 'max_len'.*max_completion_tokens"):
         build(Length, {"max_len": 3}, "chain.yaml: step 1")
-    with pytest.raises(FactoryError, match="step 1 \\(length\\): max_completion_tokens='many' is not valid: expected a whole number"):
+    with pytest.raises(FactoryError, match="step 1 \\(length\\): max_completion_tokens='many' is not valid: "
+                                           "expected a whole number"):
         build(Length, {"max_completion_tokens": "many"}, "chain.yaml: step 1")
     with pytest.raises(FactoryError, match="a min is larger than its max"):
         build(Length, {"min_completion_tokens": 10, "max_completion_tokens": 5}, "x")

@@ -64,14 +64,17 @@ def test_exactness_per_format():
     assert fmt.check_shape("<think>a</think><think>b</think> \\boxed{1}") == "bad_format"
     assert fmt.check_shape("preamble <think>a</think> \\boxed{1}") == "bad_format"
     ts = get_format("thought_solution")
-    assert ts.check_shape("<|begin_of_thought|>r<|end_of_thought|>\n<|begin_of_solution|>s \\boxed{1}<|end_of_solution|>") is None
-    assert ts.check_shape("<|begin_of_thought|>r<|end_of_thought|> junk <|begin_of_solution|>s<|end_of_solution|>") == "bad_format"
+    assert ts.check_shape("<|begin_of_thought|>r<|end_of_thought|>\n"
+                          "<|begin_of_solution|>s \\boxed{1}<|end_of_solution|>") is None
+    assert ts.check_shape("<|begin_of_thought|>r<|end_of_thought|> junk "
+                          "<|begin_of_solution|>s<|end_of_solution|>") == "bad_format"
     assert get_format("boxed").check_shape("<think>r</think> \\boxed{1}") == "bad_format"
 
 
 def test_prefill_helpers():
     assert prompt_prefill("<|im_start|>assistant\n<think>\n") == "<think>\n"
-    assert prompt_prefill("x<think>\n| special_token | Reasoning:", "| special_token | Reasoning:") == "<think>\n| special_token | Reasoning:"
+    assert (prompt_prefill("x<think>\n| special_token | Reasoning:", "| special_token | Reasoning:")
+            == "<think>\n| special_token | Reasoning:")
     assert prompt_prefill("User: 1+1? Assistant:") == ""
     assert with_prefill("<|Assistant|><think>\n", "<think>\n") == "<|Assistant|><think>\n"  # not twice
     assert with_prefill("<|im_start|>assistant\n", "<think>\n") == "<|im_start|>assistant\n<think>\n"

@@ -47,7 +47,8 @@ def test_shards_have_the_schema_and_n_samples_per_problem(clean_run: Path, tiny_
     table = read_table(clean_run, "generated")
     assert table.num_rows == N_PROBLEMS * N
     per_problem = duckdb.sql(
-        f"SELECT problem_id, count(*) c, count(DISTINCT sample_index) k FROM read_parquet('{clean_run}/generated/*.parquet') GROUP BY 1"
+        f"SELECT problem_id, count(*) c, count(DISTINCT sample_index) k "
+        f"FROM read_parquet('{clean_run}/generated/*.parquet') GROUP BY 1"
     ).fetchall()
     assert len(per_problem) == N_PROBLEMS and all(c == N and k == N for _, c, k in per_problem)
     rows = table.to_pylist()

@@ -66,7 +66,8 @@ def test_one_step_raises_logprob_of_positive_advantage_completions(tiny_model: P
             return (sequence_logprobs(model, batch["input_ids"], batch["attention_mask"]) * mask).sum(-1)
 
     before = seq_logp()
-    config = GRPOConfig(model=str(tiny_model), out="unused", group_size=4, batch_size=4, micro_batch_size=2, lr=1e-3, beta=0.04)
+    config = GRPOConfig(model=str(tiny_model), out="unused", group_size=4, batch_size=4, micro_batch_size=2, lr=1e-3,
+                        beta=0.04)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     metrics = policy_update(model, ref, optimizer, scheduler, batch, advantages, config)
@@ -90,7 +91,8 @@ def test_bad_combinations_are_refused_with_an_explanation(changes, message):
 
 
 def test_cli_refuses_a_batch_without_whole_groups(cli, tiny_model: Path, tmp_path: Path):
-    result = cli("train", "grpo", "--model", tiny_model, "--out", tmp_path / "o", "--batch-size", "6", "--group-size", "4")
+    result = cli("train", "grpo", "--model", tiny_model, "--out", tmp_path / "o", "--batch-size", "6",
+                 "--group-size", "4")
     assert result.exit_code == 2 and "does not hold whole groups" in result.output and "Traceback" not in result.output
     recipe = tmp_path / "r.yaml"
     recipe.write_text("grpo:\n  group_size: 4\n  batch_size: 8\n  sparkle: 1\n")
@@ -163,7 +165,8 @@ def test_norms_only_updates_the_gains_and_held_out_accuracy_is_logged(tmp_path: 
 
 def test_settings_known_to_lose_accuracy_are_warned_about():
     assert GRPOConfig(lr=3e-4).divergence_warnings()  # train=all, as measured in the README
-    assert not GRPOConfig(lr=1e-5).divergence_warnings() and not GRPOConfig(lr=1e-2, train="norms").divergence_warnings()
+    assert not GRPOConfig(lr=1e-5).divergence_warnings()
+    assert not GRPOConfig(lr=1e-2, train="norms").divergence_warnings()
     with pytest.raises(FactoryError, match="train must be one of all, norms"):
         GRPOConfig(model="m", out="o", train="embeddings").validate()
 

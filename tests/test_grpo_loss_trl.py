@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from factory.train.grpo import (
-    LOSS_TYPES, GRPOConfig, Rollout, TransformersSampler, micro_batch_losses, tokenize_rollouts, vllm_end_token,
+    LOSS_TYPES,
+    GRPOConfig,
+    Rollout,
+    TransformersSampler,
+    micro_batch_losses,
+    tokenize_rollouts,
+    vllm_end_token,
 )
 
 B, T, MAX_NEW = 8, 12, 16
@@ -126,7 +132,8 @@ def test_a_truncated_rollout_gets_no_eos_and_a_finished_one_does(tokenizer):
     eos = tokenizer.eos_token_id
     batch = tokenize_rollouts(tokenizer, ["Q: 2+2?", "Q: 2+2?"], ["<answer>4</answer>", "<think>2 + 2 is"], [eos, None])
     finished, truncated = completion_ids(batch, 0), completion_ids(batch, 1)
-    assert finished[-1] == eos and finished[:-1] == tokenizer("<answer>4</answer>", add_special_tokens=False)["input_ids"]
+    assert finished[-1] == eos
+    assert finished[:-1] == tokenizer("<answer>4</answer>", add_special_tokens=False)["input_ids"]
     assert eos not in truncated and truncated == tokenizer("<think>2 + 2 is", add_special_tokens=False)["input_ids"]
     # `eos=True` still appends the tokenizer's eos to every completion
     assert completion_ids(tokenize_rollouts(tokenizer, ["Q"], ["x"], True), 0)[-1] == eos
@@ -136,7 +143,8 @@ def test_transformers_sampler_tells_truncated_from_finished(tokenizer):
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     prompt = "Q: 2+2?"
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    four, cut = tokenizer("4", add_special_tokens=False)["input_ids"], tokenizer("2 + 2 is", add_special_tokens=False)["input_ids"]
+    four = tokenizer("4", add_special_tokens=False)["input_ids"]
+    cut = tokenizer("2 + 2 is", add_special_tokens=False)["input_ids"]
     width = len(cut)
 
     class Model:  # model.generate pads a finished row after its eos; a truncated row has no eos

@@ -151,7 +151,8 @@ def test_spec_options_ids_and_metadata():
     assert all("*" not in p.problem and "/" not in p.problem for p in problems)  # "+" is plus, not a space
     again, reseeded = load_problems(spec), load_problems(spec.replace("seed=1", "seed=2"))
     assert [p.problem_id for p in again] == [p.problem_id for p in problems]
-    assert len({p.problem_id for p in problems}) == 5 and not {p.problem_id for p in reseeded} & {p.problem_id for p in problems}
+    assert len({p.problem_id for p in problems}) == 5
+    assert not {p.problem_id for p in reseeded} & {p.problem_id for p in problems}
     expected = reasoning_gym.create_dataset("basic_arithmetic", size=5, seed=1, min_terms=2, max_terms=2,
                                             operators=["+", "-"], allow_negation=False)
     assert [p.problem for p in problems] == [e["question"] for e in expected]
@@ -185,7 +186,8 @@ def test_large_scorer_metadata_is_kept_in_samples():
     ("gym:basic_arithmetic?sparkle=1", "basic_arithmetic has no option sparkle; its options are min_terms"),
     ("gym:basic_arithmetic?min_terms=two", "bad value min_terms='two'"),
     ("gym:basic_arithmetic?allow_negation=maybe", "use true or false"),
-    ("gym:basic_arithmetic?min_terms=5&max_terms=2", "config rejects it: AssertionError: max_terms must be >= min_terms"),
+    ("gym:basic_arithmetic?min_terms=5&max_terms=2",
+     "config rejects it: AssertionError: max_terms must be >= min_terms"),
     ("gym:basic_arithmetic?n=2&n=3", "given twice"),
 ])
 def test_bad_specs_are_one_clear_line(spec: str, message: str):
@@ -260,6 +262,7 @@ def test_generate_reads_a_gym_source_and_its_samples_verify(runs_dir: Path):
 
 
 def test_cli_generate_refuses_a_bad_gym_source_in_one_line(cli, runs_dir: Path):
-    result = cli("generate", "r", "--model", "some/model", "--problems", "gym:basic_arithmatic?n=3")  # before any engine
+    # refused before any engine starts
+    result = cli("generate", "r", "--model", "some/model", "--problems", "gym:basic_arithmatic?n=3")
     assert result.exit_code == 2 and "close names: basic_arithmetic" in result.output
     assert "Traceback" not in result.output

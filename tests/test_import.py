@@ -43,7 +43,8 @@ def test_openr1_style_list_columns(cli, runs_dir: Path, tmp_path: Path):
     assert [r["sample_index"] for r in rows] == [0, 1, 2, 0] and {r["problem_id"] for r in rows} == {"a", "b"}
     first = rows[0]
     assert json.loads(first["metadata"])["prefill"] == "<think>\n"  # a closing tag never opened: the prompt opened it
-    assert (first["reasoning"], first["final"], first["model"]) == ("Okay, 6 times 7.\n6*7 = 42.", "42", "deepseek-ai/DeepSeek-R1")
+    assert (first["reasoning"], first["final"], first["model"]) == ("Okay, 6 times 7.\n6*7 = 42.", "42",
+                                                                    "deepseek-ai/DeepSeek-R1")
     assert json.loads(rows[2]["metadata"])["format"] == "thought_solution" and rows[2]["final"] == "42"
     assert rows[3]["finish_reason"] == "length"
     assert "generations" not in json.loads(first["metadata"])["context"]  # completions are not copied into metadata

@@ -71,7 +71,8 @@ def test_run_returns_rejections_and_scores(judged_run):
     ids = {r["problem_id"]: r["id"] for r in ROWS}
     assert result.scores == {ids["p0"]: {"judge": 8.0}, ids["p1"]: {"judge": 3.0}}
     reasons = dict(zip(result.rejected["id"].to_pylist(), result.rejected["reason"].to_pylist()))
-    assert reasons == {ids["p1"]: "low_judge_score: 3 < 5", ids["p2"]: "judge_unparsed: no 'Score: N' in the judge's answer",
+    assert reasons == {ids["p1"]: "low_judge_score: 3 < 5",
+                       ids["p2"]: "judge_unparsed: no 'Score: N' in the judge's answer",
                        ids["p3"]: "judge_error: boom"}
     assert result.rejected.schema == pa.schema([("id", pa.string()), ("reason", pa.string())])
     # The judge template's base text, with the sample's completion in it.

@@ -63,7 +63,8 @@ def test_a_forked_child_does_not_keep_a_dead_holders_lock(tmp_path: Path):
     script = ("import os, sys, time; from pathlib import Path; from factory.lock import run_lock, holds\n"
               "with run_lock(Path(sys.argv[1])):\n"
               "    if os.fork() == 0:\n"
-              "        print('child holds' if holds(Path(sys.argv[1])) else 'child free', flush=True); time.sleep(60); os._exit(0)\n"
+              "        print('child holds' if holds(Path(sys.argv[1])) else 'child free', flush=True); "
+              "time.sleep(60); os._exit(0)\n"
               "    time.sleep(0.5); print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                               start_new_session=True)

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from factory.evaluate import score_samples
-from factory.formats import parse_row
 from factory.filters.basic import Format, Parsed
 from factory.filters.correct import Correct
+from factory.formats import parse_row
 from factory.templates import load_template
 from factory.train.rewards import accuracy, format_reward
 
@@ -19,7 +19,8 @@ from factory.train.rewards import accuracy, format_reward
 RIGHT = {
     "r1_zero": "<think>3 * 4 = 12, 2 + 12 = 14</think> <answer>14</answer>",
     "arithmetic_r1": "<think>\n3 * 4 = 12\n2 + 12 = 14\n</think>\n<answer>14</answer>",
-    "few_shot_long_cot": " | special_token | 3 * 4 = 12, then 2 + 12 = 14. | special_token | Summary: The answer is 14.",
+    "few_shot_long_cot": " | special_token | 3 * 4 = 12, then 2 + 12 = 14. | special_token | "
+                         "Summary: The answer is 14.",
     "reflect_verify": " 3 * 4 = 12, then 2 + 12 = 14. Check: 14 - 12 = 2. | special_token | Summary: The answer is 14.",
     "refine": " 1. 3 * 4 = 12. 2. 2 + 12 = 14. | special_token | Summary: The answer is 14.",
     "r1_distill": "Multiplication first: 3 * 4 = 12, then 2 + 12 = 14.\n</think>\n\nThe answer is $\\boxed{14}$.",
@@ -41,7 +42,8 @@ def sample(completion: str, fmt: str, prefill: str, answer: str = "14") -> dict:
     return {**row, "reasoning": parsed.reasoning, "final": parsed.final, "parse_error": parsed.error}
 
 
-CASES = [(name, completion, load_template(name).format, load_template(name).prefill) for name, completion in RIGHT.items()]
+CASES = [(name, completion, load_template(name).format, load_template(name).prefill)
+         for name, completion in RIGHT.items()]
 CASES += [(fmt, completion, "auto", "") for fmt, completion in AUTO.items()]
 
 

@@ -36,7 +36,8 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         "--served-model-name", "tiny",
     ]
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=factory_env(log.parent), start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=factory_env(log.parent),
+                                start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -81,7 +82,8 @@ def test_per_sample_errors_are_recorded_and_run_goes_on(server: str, tmp_path: P
     # One problem is longer than the server's context: its requests fail with HTTP 400,
     # which is recorded on those samples while the others complete.
     problems = tmp_path / "p.jsonl"
-    problems.write_text('{"problem": "What is 1 + 1?", "answer": "2"}\n' + '{"problem": "%s", "answer": "0"}\n' % ("x " * 600))
+    problems.write_text('{"problem": "What is 1 + 1?", "answer": "2"}\n'
+                        + '{"problem": "%s", "answer": "0"}\n' % ("x " * 600))
     result = run_factory(["generate", "errs", "--backend", "openai", "--base-url", server, "--problems", str(problems),
                           "--n", "2", "--max-tokens", "8", "--prompt-mode", "base"], tmp_path / "runs")
     assert result.returncode == 3, result.stderr[-3000:]  # finished, with failed samples

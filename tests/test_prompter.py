@@ -19,7 +19,8 @@ THINKING_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}{% endif %}"
 )
 PROBLEMS = [
-    Problem(problem_id="p1", problem="What is 2 + 3 * 4?", answer="14", source="builtin:arithmetic", context=dict(CONTEXT)),
+    Problem(problem_id="p1", problem="What is 2 + 3 * 4?", answer="14", source="builtin:arithmetic",
+            context=dict(CONTEXT)),
     Problem(problem_id="p2", problem="Ünïcode {{ x }} \\boxed{y}\n\n  spaced ", answer="", task="code",
             source="s.jsonl", context=dict(CONTEXT)),
 ]

@@ -111,8 +111,8 @@ def test_recipe_with_executor_ray_filters_like_the_local_executor(ray_cluster, t
 
 def test_a_replica_that_cannot_start_is_one_line_not_a_hang(ray_cluster, tmp_path: Path, runs_dir: Path, cli):
     missing = tmp_path / "no-such-model"
-    result = cli("generate", "bad", "--model", str(missing), "--problems", "builtin:arithmetic?n=4", "--executor", "ray",
-                 "--max-tokens", "8")
+    result = cli("generate", "bad", "--model", str(missing), "--problems", "builtin:arithmetic?n=4",
+                 "--executor", "ray", "--max-tokens", "8")
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and str(missing) in lines[0] and "Traceback" not in result.output

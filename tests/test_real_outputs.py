@@ -29,7 +29,8 @@ def test_fixture_covers_what_real_models_write():
     assert sum(t["language"] != "en" for t in traces) >= 5
     assert sum(t["prefill"] == "<think>\n" for t in traces) >= 5  # the chat template opened <think>
     for t in traces:
-        assert t["source"]["repo"].count("/") == 1 and t["source"]["path"] and len(t["source"]["commit"] or "x" * 40) == 40
+        assert (t["source"]["repo"].count("/") == 1 and t["source"]["path"]
+                and len(t["source"]["commit"] or "x" * 40) == 40)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,10 @@ def test_auto_detects_the_format_each_trace_is_written_in(curated):
 
 
 def test_every_complete_correct_consistent_trace_is_kept(curated):
-    want = {tid for tid, t in TRACES.items() if t["correct"] and t["finish_reason"] == "stop" and not t["mixed_language"]}
-    assert want <= set(curated["curated"]), {tid: curated["rejected"][tid]["reason"] for tid in want - set(curated["curated"])}
+    want = {tid for tid, t in TRACES.items()
+            if t["correct"] and t["finish_reason"] == "stop" and not t["mixed_language"]}
+    assert want <= set(curated["curated"]), {tid: curated["rejected"][tid]["reason"]
+                                             for tid in want - set(curated["curated"])}
     assert all(TRACES[tid]["correct"] for tid in curated["curated"])
 
 

@@ -19,7 +19,8 @@ from tests.helpers import run_factory, send_json
 
 # problem -> (message fields, finish_reason); the gold answer of every problem is 4.
 ANSWERS = {
-    "vllm parser: what is 2+2?": ({"content": "The answer is $\\boxed{4}$.", "reasoning_content": "Two plus two.\nSo 4."}, "stop"),
+    "vllm parser: what is 2+2?": ({"content": "The answer is $\\boxed{4}$.",
+                                   "reasoning_content": "Two plus two.\nSo 4."}, "stop"),
     "newer field: what is 2+2?": ({"content": "So $\\boxed{4}$.", "reasoning": "Adding 2 and 2 gives 4."}, "stop"),
     "no parser: what is 2+2?": ({"content": "2 and 2 make 4.\n</think>\n\nTherefore $\\boxed{4}$."}, "stop"),
     "wrong: what is 2+2?": ({"content": "So $\\boxed{5}$.", "reasoning_content": "2+2 is 5, surely."}, "stop"),

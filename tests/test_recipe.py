@@ -19,7 +19,8 @@ def test_filter_and_export_recipe_runs_then_does_nothing(tmp_path: Path, runs_di
     summary = json.loads(first.output.strip().splitlines()[-1])
     assert summary["errors"] == 0 and [s["stage"] for s in summary["stages"]] == ["filter", "export"]
     assert (tmp_path / "ds" / "README.md").exists() and list((runs_dir / "r" / "logs").glob("run-*.log"))
-    assert summary["stages"][0]["report"] == str(runs_dir / "r" / "report.html") and "<svg" in (runs_dir / "r" / "report.html").read_text()
+    assert summary["stages"][0]["report"] == str(runs_dir / "r" / "report.html")
+    assert "<svg" in (runs_dir / "r" / "report.html").read_text()
     before = {p: p.stat().st_mtime_ns for p in (runs_dir / "r" / "curated").glob("*.parquet")}
     again = cli("run", str(recipe), "--json")
     assert again.exit_code == 0
@@ -43,17 +44,21 @@ def test_bad_recipes_are_one_line_errors(tmp_path: Path, cli):
 
 def test_shipped_recipes_plan_with_overrides(tmp_path: Path, runs_dir: Path, cli):
     small = ["--set", "generate.problems=builtin:arithmetic?n=10", "--set", "generate.limit=null"]
-    cold = cli("run", "recipes/cold_start.yaml", "--dry-run", "--json", *small, "--set", "generate.n=3", "--executor", "ray")
+    cold = cli("run", "recipes/cold_start.yaml", "--dry-run", "--json", *small, "--set", "generate.n=3",
+               "--executor", "ray")
     assert cold.exit_code == 0, cold.output
     plan = {s["stage"]: s for s in json.loads(cold.output)}
     assert plan["generate"]["templates"] == ["few_shot_long_cot", "reflect_verify"]
     assert plan["generate"]["samples"] == 10 * 2 * 3 and plan["generate"]["executor"] == "ray"
     distill = cli("run", "recipes/distill.yaml", "--dry-run", "--json", *small, "--set", "train=null")
-    assert distill.exit_code == 0 and [s["stage"] for s in json.loads(distill.output)] == ["generate", "filter", "export"]
+    assert distill.exit_code == 0
+    assert [s["stage"] for s in json.loads(distill.output)] == ["generate", "filter", "export"]
     refine = cli("run", "recipes/refine_r1_zero.yaml", "--dry-run")
     assert refine.exit_code == 2 and "run the recipe or `factory generate` that makes it first" in refine.output
-    for bad, message in [("generate", "bad --set 'generate'"), ("train.sft.lr=fast", "lr='fast' is not valid: expected a number"),
-                         ("executor=slurm", "executor 'slurm' is not local or ray"), ("ray.replica=2", "ray: unknown setting 'replica'")]:
+    for bad, message in [("generate", "bad --set 'generate'"),
+                         ("train.sft.lr=fast", "lr='fast' is not valid: expected a number"),
+                         ("executor=slurm", "executor 'slurm' is not local or ray"),
+                         ("ray.replica=2", "ray: unknown setting 'replica'")]:
         result = cli("run", "recipes/distill.yaml", "--dry-run", "--set", bad)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
 
@@ -71,9 +76,11 @@ def test_recipe_adds_decontamination_and_replaces_dedup(tmp_path: Path, runs_dir
     assert result.exit_code == 0, result.output
     import yaml
 
-    steps = [s if isinstance(s, str) else next(iter(s)) for s in yaml.safe_load((runs_dir / "r" / "chain.yaml").read_text())["steps"]]
+    steps = [s if isinstance(s, str) else next(iter(s))
+             for s in yaml.safe_load((runs_dir / "r" / "chain.yaml").read_text())["steps"]]
     assert "dedup" not in steps and steps.index("decontaminate") < steps.index("select")
     funnel = json.loads((runs_dir / "r" / "funnel.json").read_text())
     decon = next(s for s in funnel["steps"] if s["step"] == "decontaminate")
     assert decon["rejected"] == {"benchmark_overlap": sum(1 for r in read_samples(runs_dir / "r", "rejected")
-                                                          if r["rejected_by"] == "decontaminate")} and decon["rejected"]["benchmark_overlap"] > 0
+                                                          if r["rejected_by"] == "decontaminate")}
+    assert decon["rejected"]["benchmark_overlap"] > 0

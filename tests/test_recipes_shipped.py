@@ -81,8 +81,9 @@ def test_distill_recipe_killed_during_training_resumes_and_then_does_nothing(tmp
     export_to = tmp_path / "distilled"
     sets = [
         "generate.problems=builtin:arithmetic?n=40&seed=11", "generate.template=arithmetic_r1", "generate.n=2",
-        "generate.max_tokens=128", "train.sft.model=data/tiny-model", "train.sft.batch_size=8", "train.sft.grad_accum=1",
-        "train.sft.max_len=256", "train.sft.max_steps=200", "train.sft.save_every=5", "train.sft.log_every=50",
+        "generate.max_tokens=128", "train.sft.model=data/tiny-model", "train.sft.batch_size=8",
+        "train.sft.grad_accum=1", "train.sft.max_len=256", "train.sft.max_steps=200", "train.sft.save_every=5",
+        "train.sft.log_every=50",
         "train.sft.lr=1e-5", f"export.to={export_to}",
     ]
     args = ["run", "recipes/distill.yaml", "--json", *TINY, *[x for s in sets for x in ("--set", s)]]

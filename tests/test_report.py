@@ -115,7 +115,8 @@ def test_funnel_shows_the_counts_in_the_shards(rendered):
     kept_total = count(con, "SELECT count(*) FROM curated")
     rejected = {(s, r): n for s, r, n in con.execute(
         "SELECT rejected_by, split_part(reason, ':', 1), count(*) FROM rejected GROUP BY ALL").fetchall()}
-    drawn_rejected = {(b["data-step"], b["data-reason"]): int(b["data-count"]) for b in dom.bars("funnel-chart", "rejected")}
+    drawn_rejected = {(b["data-step"], b["data-reason"]): int(b["data-count"])
+                      for b in dom.bars("funnel-chart", "rejected")}
     assert drawn_rejected == rejected
     drawn_kept = {b["data-step"]: int(b["data-count"]) for b in dom.bars("funnel-chart", "kept")}
     text = " ".join(dom.chart_text["funnel-chart"])
@@ -144,7 +145,8 @@ def test_histograms_share_bins_and_sum_to_each_group(rendered, chart, column):
         assert sum(int(b["data-count"]) for b in bars) == count(con, f"SELECT count({column}) FROM {stage}")
         for b in bars:
             lo, hi = float(b["data-lo"]), float(b["data-hi"])
-            assert int(b["data-count"]) == count(con, f"SELECT count(*) FROM {stage} WHERE {column} >= ? AND {column} < ?", lo, hi)
+            assert int(b["data-count"]) == count(
+                con, f"SELECT count(*) FROM {stage} WHERE {column} >= ? AND {column} < ?", lo, hi)
     all_bars = dom.bars(chart, "bar")
     assert len({float(b["data-hi"]) - float(b["data-lo"]) for b in all_bars}) == 1  # the same bins for both groups
     if column.startswith("length"):  # unparsed samples have no reasoning: said, not silently dropped
@@ -157,11 +159,13 @@ def test_pass_rates_match_duckdb(rendered, chart, column):
     dom, con = rendered["dom"], rendered["con"]
     through_correct = ["parsed", "complete", "format", "correct"]  # cold_start's steps up to correct
     expected = {name: (total, kept, correct) for name, total, kept, correct in con.execute(f"""
-        SELECT g.{column}, count(*), count(c.id), count(*) FILTER (WHERE NOT list_contains(?, r.rejected_by) OR c.id IS NOT NULL)
+        SELECT g.{column}, count(*), count(c.id),
+               count(*) FILTER (WHERE NOT list_contains(?, r.rejected_by) OR c.id IS NOT NULL)
         FROM generated g LEFT JOIN curated c USING (id) LEFT JOIN rejected r USING (id) GROUP BY 1""", [through_correct]
     ).fetchall()}
     assert len(expected) > 1
-    drawn = {(b["data-group"], b["data-series"]): (int(b["data-count"]), int(b["data-total"])) for b in dom.bars(chart, "rate")}
+    drawn = {(b["data-group"], b["data-series"]): (int(b["data-count"]), int(b["data-total"]))
+             for b in dom.bars(chart, "rate")}
     text = " ".join(dom.chart_text[chart])
     for name, (total, kept, correct) in expected.items():
         assert drawn[(name, "kept")] == (kept, total)

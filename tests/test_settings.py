@@ -47,7 +47,8 @@ def test_a_bool_is_true_or_false_everywhere(tmp_path: Path):
         refused(recipe, tmp_path, "train: {sft: {lr: true}}\n"),  # nor a number
     ):
         assert "is not valid: expected" in message and ("r.yaml" in message or "c.yaml" in message), message
-    assert "reject='yes' is not valid: expected true or false" in refused(chain_step, tmp_path, "correct", "{reject: 'yes'}")
+    assert "reject='yes' is not valid: expected true or false" in refused(chain_step, tmp_path, "correct",
+                                                                          "{reject: 'yes'}")
     assert chain_step(tmp_path, "correct", "{reject: no}").reject is False  # YAML's own booleans are booleans
 
 

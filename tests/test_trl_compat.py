@@ -28,11 +28,13 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp / "gens.jsonl"
     src.write_text("".join(
         json.dumps({"problem": arithmetic.question(p), "answer": str(p.answer), "task": "arithmetic",
-                    "completion": f"<think>\n{arithmetic.solution_text(p)}\n</think>\n<answer>{p.answer}</answer>"}) + "\n"
+                    "completion": f"<think>\n{arithmetic.solution_text(p)}\n</think>\n"
+                                  f"<answer>{p.answer}</answer>"}) + "\n"
         for p in arithmetic.generate(24, seed=5)))
     env = {"FACTORY_RUNS_DIR": str(tmp / "runs")}
     runner = CliRunner()
-    for args in (["import", str(src), "r"], ["filter", "r", "--chain", "r1_zero"], ["export", "r", "--to", str(tmp / "ds")]):
+    for args in (["import", str(src), "r"], ["filter", "r", "--chain", "r1_zero"],
+                 ["export", "r", "--to", str(tmp / "ds")]):
         result = runner.invoke(app, args, env=env)
         assert result.exit_code == 0, result.output
     return tmp / "ds"

@@ -31,7 +31,8 @@ def test_math_verify_edge_cases(gold, answer, ok):
 
 
 def test_wrong_number_inside_the_reasoning_does_not_fool_the_check():
-    completion = "<think>First I thought 2 + 3 = 5 and 5 * 4 = 20, but multiplication comes first.</think><answer>14</answer>"
+    completion = ("<think>First I thought 2 + 3 = 5 and 5 * 4 = 20, but multiplication comes first.</think>"
+                  "<answer>14</answer>")
     parsed = load_template("r1_zero").parse(completion)
     assert verify_sample({"task": "math", "final": parsed.final, "answer": "14"}).ok
     assert not verify_sample({"task": "math", "final": parsed.final, "answer": "20"}).ok

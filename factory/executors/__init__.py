@@ -34,7 +34,8 @@ class RayOptions:
     address: str | None = setting(None, "ray: cluster to join, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, "
                                   "else a local one).", key="ray_address")
     replicas: int = setting(1, "ray: vLLM engines (actors) running shards in parallel.")
-    num_gpus: float | None = setting(None, "ray: GPUs per vLLM replica (default: tensor_parallel_size with GPUs, else 0).")
+    num_gpus: float | None = setting(None, "ray: GPUs per vLLM replica "
+                                           "(default: tensor_parallel_size with GPUs, else 0).")
     num_cpus: float | None = setting(None, "ray: CPUs per vLLM replica or filter task (default 1).")
     num_workers: int | None = setting(None, "ray: filter tasks in flight at most (default: the cluster's CPUs).")
 
@@ -42,7 +43,8 @@ class RayOptions:
         for key in ("replicas", "num_workers", "num_gpus", "num_cpus"):
             value, least = getattr(self, key), 1 if key in ("replicas", "num_workers") else 0
             if value is not None and value < least:
-                raise FactoryError(f"Ray option {key}={value!r} must be {'a whole number' if least else 'a number'} >= {least}")
+                raise FactoryError(f"Ray option {key}={value!r} must be "
+                                   f"{'a whole number' if least else 'a number'} >= {least}")
 
 
 RAY_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RayOptions))

@@ -28,7 +28,8 @@ class LocalExecutor:
     shares_files = True
 
     @contextmanager
-    def run(self, jobs: ShardJobs, workers: int | None = None, progress: Progress | None = None) -> Iterator[Iterator[Any]]:
+    def run(self, jobs: ShardJobs, workers: int | None = None,
+            progress: Progress | None = None) -> Iterator[Iterator[Any]]:
         if jobs.setup is not None:
             state = jobs.setup()
             try:
@@ -52,7 +53,8 @@ class LocalExecutor:
                 raise
 
 
-def _here(jobs: ShardJobs, prefix: tuple[Any, ...], args: Iterable[tuple[Any, ...]], progress: Progress | None) -> Iterator[Any]:
+def _here(jobs: ShardJobs, prefix: tuple[Any, ...], args: Iterable[tuple[Any, ...]],
+          progress: Progress | None) -> Iterator[Any]:
     live = {"progress": progress or _ignore} if jobs.reports_progress else {}
     for a in args:
         yield jobs.call(*prefix, *a, **live)

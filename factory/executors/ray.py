@@ -34,9 +34,11 @@ class RayExecutor:
         self.options = options  # checked by get_executor
 
     @contextmanager
-    def run(self, jobs: ShardJobs, workers: int | None = None, progress: Progress | None = None) -> Iterator[Iterator[Any]]:
+    def run(self, jobs: ShardJobs, workers: int | None = None,
+            progress: Progress | None = None) -> Iterator[Iterator[Any]]:
         ray = connect(self.options)
-        results = _on_actors(ray, jobs, self.options) if jobs.setup is not None else _on_tasks(ray, jobs, self.options, workers)
+        results = (_on_actors(ray, jobs, self.options) if jobs.setup is not None
+                   else _on_tasks(ray, jobs, self.options, workers))
         yield _reported(results, progress)
 
 
@@ -78,7 +80,8 @@ def _on_actors(ray: Any, jobs: ShardJobs, options: dict[str, Any]) -> Iterator[t
                    ray_remote_args_fn=lambda: {"max_restarts": 0, "max_task_retries": 0})
 
 
-def _on_tasks(ray: Any, jobs: ShardJobs, options: dict[str, Any], workers: int | None) -> Iterator[tuple[Any, list[float]]]:
+def _on_tasks(ray: Any, jobs: ShardJobs, options: dict[str, Any],
+              workers: int | None) -> Iterator[tuple[Any, list[float]]]:
     num_workers = options["num_workers"] if "num_workers" in options else workers
     # Arguments travel a window at a time, so the caller never holds a whole large run's shards.
     window = 4 * max(1, int(num_workers or ray.cluster_resources().get("CPU", 1)))

@@ -52,7 +52,9 @@ class Complete(Filter):
 @dataclass
 class Format(Filter):
     name = "format"
-    description = "Exactly the sample's format (e.g. one <think>..</think> then one <answer>..</answer>; <think>..</think> then a boxed summary; | special_token | reasoning | special_token | summary); no empty part."
+    description = ("Exactly the sample's format (e.g. one <think>..</think> then one <answer>..</answer>; "
+                   "<think>..</think> then a boxed summary; | special_token | reasoning | special_token | summary); "
+                   "no empty part.")
     reasons = ("bad_format", "empty_part")
 
     def screen(self, s: dict[str, Any]) -> Reject | None:
@@ -64,7 +66,8 @@ class Format(Filter):
         if why is None:
             return None
         reason = "empty_part" if why == "empty_part" else "bad_format"
-        return Reject(reason, f"not exactly {fmt.name}: {fmt.description}" if reason == "bad_format" else "empty reasoning or answer")
+        return Reject(reason, f"not exactly {fmt.name}: {fmt.description}" if reason == "bad_format"
+                      else "empty reasoning or answer")
 
 
 @dataclass
@@ -78,7 +81,8 @@ class Length(Filter):
     max_reasoning_chars: int = setting(200_000, "longest reasoning, in characters")
 
     def validate(self) -> None:
-        if self.min_completion_tokens > self.max_completion_tokens or self.min_reasoning_chars > self.max_reasoning_chars:
+        if (self.min_completion_tokens > self.max_completion_tokens
+                or self.min_reasoning_chars > self.max_reasoning_chars):
             raise FactoryError("a min is larger than its max")
 
     def screen(self, s: dict[str, Any]) -> Reject | None:

@@ -15,7 +15,8 @@ from factory.verify.registry import verify_sample
 @dataclass
 class Correct(Filter):
     name = "correct"
-    description = "Final answer verified against the gold answer (math-verify, sandboxed tests, task checkers); without gold, majority vote over the problem's samples."
+    description = ("Final answer verified against the gold answer (math-verify, sandboxed tests, task checkers); "
+                   "without gold, majority vote over the problem's samples.")
     reasons = ("wrong_answer", "no_answer", "timeout", "unparsable_answer", "unparsable_gold", "runtime_error",
                "wrong_output", "no_code", "no_tests", "bad_tests", "memory_limit", "output_limit", "file_size_limit",
                "verifier_error", "not_majority", "no_majority")

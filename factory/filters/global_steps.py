@@ -51,7 +51,8 @@ class GlobalStep:
 @dataclass
 class Dedup(GlobalStep):
     name = "dedup"
-    description = "Exact duplicates (normalized-text hash join) and near duplicates (MinHash + LSH bands joined in DuckDB)."
+    description = ("Exact duplicates (normalized-text hash join) and near duplicates "
+                   "(MinHash + LSH bands joined in DuckDB).")
     reasons = ("exact_duplicate", "near_duplicate")
     exact: bool = setting(True, "reject exact duplicates of the normalized completion")
     near: bool = setting(True, "reject near duplicates by MinHash")
@@ -76,7 +77,8 @@ class Dedup(GlobalStep):
         if self.near:
             rejected = {i.as_py() for p in parts for i in p["id"]}
             con.register("_not_exact", pa.table({"id": list(rejected)}, schema=pa.schema([("id", pa.string())])))
-            con.execute("CREATE OR REPLACE TEMP VIEW kept_unique AS SELECT * FROM kept WHERE id NOT IN (SELECT id FROM _not_exact)")
+            con.execute("CREATE OR REPLACE TEMP VIEW kept_unique AS "
+                        "SELECT * FROM kept WHERE id NOT IN (SELECT id FROM _not_exact)")
             parts.append(dedup.near_duplicates(con, "kept_unique", text_column=self.column, num_perm=self.num_perm,
                                                bands=self.bands, ngram=self.ngram, threshold=self.threshold))
         return GlobalResult(pa.concat_tables(parts) if parts else _empty())
@@ -90,7 +92,8 @@ class Decontaminate(GlobalStep):
     benchmarks: list[str] = setting([], "benchmark question files")
     n: int = setting(13, "n-gram length in words")
     column: str = setting("problem", "sample column compared with the benchmarks")
-    benchmark_column: str | None = setting(None, "question column in the benchmark files (default: problem/question/prompt/text)")
+    benchmark_column: str | None = setting(None, "question column in the benchmark files "
+                                                 "(default: problem/question/prompt/text)")
 
     def validate(self) -> None:
         if not self.benchmarks:
@@ -106,10 +109,12 @@ class Decontaminate(GlobalStep):
 @dataclass
 class Select(GlobalStep):
     name = "select"
-    description = "Per problem: keep problems whose pass rate lies in a band (RL prompt selection), then at most k samples (shortest or random)."
+    description = ("Per problem: keep problems whose pass rate lies in a band (RL prompt selection), "
+                   "then at most k samples (shortest or random).")
     reasons = ("pass_rate_out_of_band", "over_per_problem_limit")
     max_per_problem: int | None = setting(None, "keep at most this many samples per problem")
-    order: Literal["shortest", "random"] = setting("shortest", "which samples to keep: shortest (completion tokens) or random")
+    order: Literal["shortest", "random"] = setting("shortest",
+                                                   "which samples to keep: shortest (completion tokens) or random")
     seed: int = setting(0, "seed of the random order")
     min_pass_rate: float | None = setting(None, "lowest pass rate (kept / generated samples of the problem) to keep")
     max_pass_rate: float | None = setting(None, "highest pass rate to keep")
@@ -166,7 +171,8 @@ def _connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _apply_to_curated(run_dir: Path, label: str, rejected_ids: set[str], score_updates: dict[str, dict[str, float]]) -> None:
+def _apply_to_curated(run_dir: Path, label: str, rejected_ids: set[str],
+                      score_updates: dict[str, dict[str, float]]) -> None:
     """Rewrite the curated shards without the rejected rows and with the step's scores merged."""
     from factory.lock import fence
 
@@ -209,7 +215,8 @@ def run_global_steps(run_dir: Path, chain: Any, log: Callable[[str], None]) -> N
                 raise FactoryError(f"global step '{name}' failed in DuckDB: {str(e).splitlines()[0]}") from None
             con.register("_rejects", result.rejected)
             rows = con.sql(
-                "SELECT k.* EXCLUDE (rejected_by, reason), ? AS rejected_by, r.reason FROM kept k JOIN _rejects r USING (id)",
+                "SELECT k.* EXCLUDE (rejected_by, reason), ? AS rejected_by, r.reason "
+                "FROM kept k JOIN _rejects r USING (id)",
                 params=[name],
             ).to_arrow_table().select(SCHEMA.names).cast(SCHEMA)
             counts = StepStats(name, entering, entering - rows.num_rows)

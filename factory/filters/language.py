@@ -15,7 +15,8 @@ from factory.settings import setting
 @dataclass
 class Language(Filter):
     name = "language"
-    description = "Share of the reasoning's words in the target language (the problem's, unless set) above a threshold; no mixed-language sentences."
+    description = ("Share of the reasoning's words in the target language (the problem's, unless set) above a "
+                   "threshold; no mixed-language sentences.")
     reasons = ("language_mismatch", "mixed_language")
     target: str | None = setting(None, "language code to require (en, zh, ru...); default: the problem's language")
     min_share: float = setting(0.95, "smallest share of words in the target language")
@@ -31,7 +32,8 @@ class Language(Filter):
         stats = language_stats(s.get(self.field) or "", target)
         scores = {"language_share": round(stats.share, 4)}
         if stats.share < self.min_share:
-            return Outcome(Reject("language_mismatch", f"{stats.share:.0%} {target} (text is {stats.language})"), scores)
+            return Outcome(Reject("language_mismatch", f"{stats.share:.0%} {target} (text is {stats.language})"),
+                           scores)
         if self.reject_mixed and stats.mixed:
             return Outcome(Reject("mixed_language", stats.detail), scores)
         return Outcome(None, scores)

@@ -26,7 +26,8 @@ def repeated_ngram_share(text: str, n: int) -> float:
 @dataclass
 class Readability(Filter):
     name = "readability"
-    description = "No over-long paragraphs, no code blocks in the reasoning of non-code tasks, bounded repeated n-grams."
+    description = ("No over-long paragraphs, no code blocks in the reasoning of non-code tasks, "
+                   "bounded repeated n-grams.")
     reasons = ("long_paragraph", "code_block", "repetitive")
     max_paragraph_chars: int = setting(2000, "longest paragraph (text between blank lines), in characters")
     allow_code_blocks: bool = setting(False, "allow ``` code blocks in the reasoning of non-code tasks")

@@ -53,7 +53,8 @@ def with_reasoning(message: Any) -> str:
     """The whole turn, `<think>reasoning</think>content`, so filters and export see what the offline
     engine would have written; just the content when the server sent no reasoning."""
     content = message.content or ""
-    extra = {**(message.model_extra or {}), **{f: getattr(message, f, None) for f in REASONING_FIELDS if hasattr(message, f)}}
+    extra = {**(message.model_extra or {}),
+             **{f: getattr(message, f, None) for f in REASONING_FIELDS if hasattr(message, f)}}
     reasoning = next((extra[f] for f in REASONING_FIELDS if isinstance(extra.get(f), str) and extra[f]), None)
     if reasoning is None:
         return content
@@ -132,7 +133,8 @@ class OpenAIBackend:
         finally:
             await client.close()
 
-    async def _with_errors(self, client: Any, request: Request, sampling: Sampling, stop: list[str]) -> list[Completion]:
+    async def _with_errors(self, client: Any, request: Request, sampling: Sampling,
+                           stop: list[str]) -> list[Completion]:
         """The request's n samples, or n failed samples that say why (a secret the server echoed masked)."""
         o = self._openai
         try:
@@ -173,7 +175,8 @@ class OpenAIBackend:
         for choice, text in sorted(zip(r.choices, texts), key=lambda ct: ct[0].index):
             extra_fields = choice.model_extra or {}
             ids = extra_fields.get("token_ids")
-            tokens = len(ids) if isinstance(ids, list) else (usage.completion_tokens if usage and len(r.choices) == 1 else None)
+            tokens = (len(ids) if isinstance(ids, list)
+                      else (usage.completion_tokens if usage and len(r.choices) == 1 else None))
             stop_reason = extra_fields.get("stop_reason")
             out.append(Completion(
                 text=text,

@@ -44,12 +44,14 @@ class GenerateConfig:
                          flags=("--model", "-m"))
     template: str = setting("r1_zero", "Template name (see `factory templates`) or path to a .yaml file; a comma "
                             "list prompts each problem with each.", flags=("--template", "-t"))
-    backend: Literal["vllm", "openai"] = setting("vllm", "vllm (offline engine) or openai (any OpenAI-compatible server).")
+    backend: Literal["vllm", "openai"] = setting("vllm", "vllm (offline engine) or openai "
+                                                         "(any OpenAI-compatible server).")
     sampling: Sampling = setting(Sampling(), "")  # frozen, so one default serves all; its fields are the settings
     mapping: dict[str, str] = setting({}, "Column mapping FIELD=COLUMN for problem, answer, tests, task, id.",
                                       flags=("--map",), key="map")
     limit: int | None = setting(None, "Use only the first N problems.")
-    prompt_mode: Literal["auto", "chat", "base"] = setting("auto", "chat (model's chat template), base (plain text), or auto.")
+    prompt_mode: Literal["auto", "chat", "base"] = setting("auto", "chat (model's chat template), base (plain text), "
+                                                                   "or auto.")
     seed_mode: Literal["request", "engine"] = setting("request", "request: each prompt has its own seed (resumed runs "
                                                       "repeat texts); engine: only the engine is seeded.")
     shard_size: int = setting(2048, "Samples per shard.")
@@ -57,17 +59,20 @@ class GenerateConfig:
                                         flags=("--templates-dir",))
     # How to reach the model and where to run; these do not change what is generated, so are not fingerprinted.
     backend_options: dict[str, Any] = setting({}, "", options=BackendOptions)
-    executor: ExecutorName = setting("local", "local, or ray: shards go to vLLM replicas on a Ray cluster (same output).")
+    executor: ExecutorName = setting("local", "local, or ray: shards go to vLLM replicas on a Ray cluster "
+                                              "(same output).")
     executor_options: dict[str, Any] = setting({}, "", options=RayOptions)
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise FactoryError(f"unknown backend '{self.backend}': the backends are {', '.join(BACKENDS)}")
         check_executor(self.executor, self.executor_options, self.backend)
-        for name in ("prompt_mode", "seed_mode"):  # Literals: refused on the way in, but a library caller may pass any str
+        # Literals: refused on the way in, but a library caller may pass any str
+        for name in ("prompt_mode", "seed_mode"):
             choices = get_args(hints(GenerateConfig)[name])
             if getattr(self, name) not in choices:
-                raise FactoryError(f"unknown {name.replace('_', ' ')} '{getattr(self, name)}': use {', '.join(choices)}")
+                raise FactoryError(f"unknown {name.replace('_', ' ')} '{getattr(self, name)}': "
+                                   f"use {', '.join(choices)}")
         bad = [key for key in self.mapping if key not in FIELDS]
         if bad:
             raise FactoryError(f"bad --map field '{bad[0]}': the fields are {', '.join(FIELDS)}")
@@ -334,8 +339,9 @@ def _generate(
         log(f"all {plan.num_shards} shards of {run_dir} are already done; nothing to do")
         return result
     if backend is None:  # each of the executor's workers opens its own
-        setup, teardown = functools.partial(open_backend, config.backend, config.model,
-                                            {"seed": config.sampling.seed, **config.backend_options}), operator.methodcaller("close")
+        setup = functools.partial(open_backend, config.backend, config.model,
+                                  {"seed": config.sampling.seed, **config.backend_options})
+        teardown = operator.methodcaller("close")
     else:  # passed in (benchmarks): its owner closes it
         setup, teardown = (lambda: backend), None
     engine_args = dict(config.backend_options.get("engine_args") or {})
@@ -345,9 +351,10 @@ def _generate(
     progress = progress or _NullProgress()
     # Entering starts the backend before any log line, so a bad model is the only thing the user sees.
     with executor.run(jobs, progress=progress.advance) as done:
-        per_problem = f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1 else str(config.sampling.n)
-        log(f"{len(todo)} of {plan.num_shards} shards to generate ({len(plan.problems)} problems x {per_problem} samples)"
-            + executor.where)
+        per_problem = (f"{len(plan.templates)} templates x {config.sampling.n}" if len(plan.templates) > 1
+                       else str(config.sampling.n))
+        log(f"{len(todo)} of {plan.num_shards} shards to generate "
+            f"({len(plan.problems)} problems x {per_problem} samples)" + executor.where)
         n = config.sampling.n
         already = sum(len(plan.shard_items(k)) * n for k in range(plan.num_shards) if k not in todo)
         progress.start(len(plan.items) * n, already)

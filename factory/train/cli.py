@@ -1,16 +1,17 @@
 """`factory train sft|grpo`: flags generated from the config dataclasses, plus YAML recipes.
 
 Every field of SFTConfig / GRPOConfig becomes a flag carrying the field's own help string and
-flag names (factory.cli_settings), so the command line cannot drift from the config; `--config recipe.yaml` supplies any of
-them (top level, or under an `sft:` / `grpo:` key) and flags given on the command line win.
+flag names (factory.cli_settings), so the command line cannot drift from the config; `--config recipe.yaml`
+supplies any of them (top level, or under an `sft:` / `grpo:` key) and flags given on the command line win.
 The configs are torch-free; the runners load only when a command runs.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -37,11 +38,12 @@ def add_config_command(app: typer.Typer, name: str, cls: type, run: Callable[[An
     leaves = flatten(cls)
     params = [inspect.Parameter(
         "config", inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[Optional[Path], typer.Option("--config", help="YAML recipe with any of the settings below.")],
+        annotation=Annotated[Path | None, typer.Option("--config", help="YAML recipe with any of the settings below.")],
     ), *parameters(leaves)]
 
     def command(config: Path | None = None, **values: Any) -> None:
-        settings = check(cls, read_recipe(config, name), f"{config} (see `factory train {name} --help`)") if config else {}
+        settings = (check(cls, read_recipe(config, name), f"{config} (see `factory train {name} --help`)")
+                    if config else {})
         settings.update(given(leaves, values))
         try:
             cfg = cls(**settings)
@@ -79,5 +81,6 @@ def train_app(wrap: Callable, echo: Callable[[str], None]) -> typer.Typer:
 
     add_config_command(app, "sft", SFTConfig, run_sft,
                        "Supervised fine-tuning on curated samples (loss on the assistant part only).", wrap)
-    add_config_command(app, "grpo", GRPOConfig, run_grpo, "GRPO with rule-based rewards from the shared verifiers.", wrap)
+    add_config_command(app, "grpo", GRPOConfig, run_grpo,
+                       "GRPO with rule-based rewards from the shared verifiers.", wrap)
     return app

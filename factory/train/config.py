@@ -12,7 +12,6 @@ from typing import Any, Literal, get_args
 from factory.errors import FactoryError
 from factory.settings import setting
 
-
 LossType = Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's aggregations, by the same names
 Trainable = Literal["all", "norms"]  # which weights GRPO updates
 RolloutBackend = Literal["auto", "vllm", "transformers"]
@@ -76,7 +75,8 @@ class GRPOConfig:
                 f"use a multiple of group_size, e.g. {self.group_size * max(1, self.batch_size // self.group_size)}"
             )
         if self.batch_size % self.micro_batch_size:
-            problems.append(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+            problems.append(f"batch_size {self.batch_size} must be a multiple of "
+                            f"micro_batch_size {self.micro_batch_size}")
         if self.loss_type not in LOSS_TYPES:
             problems.append(f"loss_type must be one of {', '.join(LOSS_TYPES)}")
         if self.rollout_backend not in ("auto", "vllm", "transformers"):

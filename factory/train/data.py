@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from factory import shards
-from factory.sample import prefilled_completion, row_meta
 from factory.errors import FactoryError
+from factory.sample import prefilled_completion, row_meta
 from factory.sources import load_problems
 
 Messages = list[dict[str, str]]
@@ -43,7 +43,8 @@ def prompt_messages(row: dict[str, Any]) -> Messages:
     """The turns a sample answered: the template's system prompt and the problem's turn as generation
     recorded them (or an imported conversation's), else the problem alone as the user's turn."""
     recorded = row_meta(row).get("messages")
-    if isinstance(recorded, list) and recorded and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in recorded):
+    if isinstance(recorded, list) and recorded and all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                                                       for m in recorded):
         return [{"role": str(m["role"]), "content": str(m["content"])} for m in recorded]
     return [{"role": "user", "content": row["problem"] or ""}]
 

@@ -15,18 +15,16 @@ import math
 import random
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from factory.errors import FactoryError
-
-from factory.train.config import GRPOConfig, LOSS_TYPES  # noqa: F401  (re-exported)
-
+from factory.train.config import LOSS_TYPES, GRPOConfig  # noqa: F401  (re-exported)
 
 # ---------------------------------------------------------------- the objective
 
@@ -36,7 +34,8 @@ def sequence_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch
     return logprobs_and_entropy(model, input_ids, attention_mask)[0]
 
 
-def logprobs_and_entropy(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def logprobs_and_entropy(model: Any, input_ids: torch.Tensor,
+                         attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each next token's log-probability and the entropy of the distribution it was drawn from, both
     [batch, seq-1]: the entropy falling is how a user sees the policy sharpen (or collapse)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
@@ -95,8 +94,8 @@ def grpo_loss(
 
 
 def micro_batch_losses(
-    logps_of: Callable[[slice], torch.Tensor], old: torch.Tensor | None, ref: torch.Tensor | None, advantages: torch.Tensor,
-    mask: torch.Tensor, config: GRPOConfig,
+    logps_of: Callable[[slice], torch.Tensor], old: torch.Tensor | None, ref: torch.Tensor | None,
+    advantages: torch.Tensor, mask: torch.Tensor, config: GRPOConfig,
 ) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
     """One update's micro-batches in order, each with its share of the loss (backward each share:
     the gradients add up to the whole batch's). `logps_of(s)` is the policy's log-probs of rows s."""
@@ -315,10 +314,10 @@ def policy_update(
     totals: dict[str, float] = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
     for iteration in range(config.num_iterations):
 
-        def logps_of(s: slice) -> torch.Tensor:
+        def logps_of(s: slice, first: bool = iteration == 0) -> torch.Tensor:
             logps, entropy = live_logprobs(model, ids[s], attn[s], advantages[s] != 0 if ref is None else None,
-                                           with_entropy=iteration == 0)
-            if iteration == 0:  # the policy that sampled: its mean entropy per completion token
+                                           with_entropy=first)
+            if first:  # the policy that sampled: its mean entropy per completion token
                 totals["entropy"] += float((entropy * mask[s]).sum() / mask.sum().clamp(min=1))
             return logps
 
@@ -360,7 +359,8 @@ def held_out_pass_at_1(sampler: Any, problems: list[Any], prompts: list[str], te
     from factory.evaluate import score_samples
 
     n = config.eval_n
-    rollouts = sampler.sample(prompts, n, seed=config.seed * 7919 + 17)  # one fixed draw: evaluations differ by the policy only
+    # one fixed draw: evaluations differ by the policy only
+    rollouts = sampler.sample(prompts, n, seed=config.seed * 7919 + 17)
     rows = [{**reward_sample(r, p, q, template), "problem_id": i}
             for i, (p, q) in enumerate(zip(problems, prompts)) for r in rollouts[i * n:(i + 1) * n]]
     scored = score_samples(rows, k=1)
@@ -390,10 +390,16 @@ def trainable_parameters(model: Any, which: str) -> list[torch.nn.Parameter]:
 def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from factory.sources import load_problems
     from factory.prompter import Prompter
+    from factory.sources import load_problems
     from factory.templates import load_template
-    from factory.train.checkpoint import latest_checkpoint, load_checkpoint, pick_device_dtype, save_checkpoint, save_final
+    from factory.train.checkpoint import (
+        latest_checkpoint,
+        load_checkpoint,
+        pick_device_dtype,
+        save_checkpoint,
+        save_final,
+    )
     from factory.train.rewards import group_advantages, parse_reward_spec, score
 
     config.validate()
@@ -408,7 +414,8 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
         raise FactoryError(f"model path '{config.model}' does not exist")
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise FactoryError(f"{config.model}: the tokenizer needs a pad token other than eos, or the model cannot learn to stop")
+        raise FactoryError(f"{config.model}: the tokenizer needs a pad token other than eos, "
+                           "or the model cannot learn to stop")
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(device)
     ref_model = None
     if config.beta > 0:
@@ -484,6 +491,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
             record.update(evaluate_now())
         write(record)
         if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler, {"step": step + 1, "config": asdict(config)})
+            save_checkpoint(out, step + 1, model, tokenizer, optimizer, scheduler,
+                            {"step": step + 1, "config": asdict(config)})
     save_final(out, model, tokenizer)
     return {"steps": config.steps, "history": history, "out": str(out)}

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from factory.errors import FactoryError
-from factory.lang import detect_language, language_stats
 from factory.formats import parse_output, parse_row, sample_format
+from factory.lang import detect_language, language_stats
 from factory.registry import Registry
 from factory.sample import prefilled_completion
 from factory.verify.registry import verify_sample
@@ -99,8 +99,8 @@ def make_length_reward(max_tokens: int = 1024, cap: int | None = None) -> Reward
 
 
 REWARDS.register(
-    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048; in GRPO, "
-    "1.0 up to length_limit and 0.0 at the run's max_new_tokens."
+    "length", make_length_reward(), help="1.0 up to 1024 completion tokens, then linearly down to 0.0 at 2048; "
+    "in GRPO, 1.0 up to length_limit and 0.0 at the run's max_new_tokens."
 )
 
 Spec = list[tuple[str, float, Reward]]

@@ -15,8 +15,9 @@ import hashlib
 import math
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from factory.train.checkpoint import (
     save_checkpoint,
     save_final,
 )
+from factory.train.config import SFTConfig  # the settings live torch-free, for the CLI
 from factory.train.data import (
     IGNORE,
     bucketed_batches,
@@ -39,9 +41,6 @@ from factory.train.data import (
     mix,
     tokenize_all,
 )
-
-
-from factory.train.config import SFTConfig  # noqa: E402  (settings live torch-free for the CLI)
 
 
 def _load_model(name: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -30,7 +30,8 @@ def _text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list):
-        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
+        return "".join(m.get("content") or "" for m in completion
+                       if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
     return str(completion or "")
 
 
@@ -46,7 +47,8 @@ def make_reward(name: str, fmt: str | None = None) -> TRLReward:
     """The factory reward `name` (see factory.train.rewards.REWARDS) as a TRL reward function."""
     reward = REWARDS.get(name)
 
-    def trl_reward(prompts: list[Any] | None = None, completions: list[Any] | None = None, **columns: Any) -> list[float]:
+    def trl_reward(prompts: list[Any] | None = None, completions: list[Any] | None = None,
+                   **columns: Any) -> list[float]:
         scores = []
         for i, completion in enumerate(completions or []):
             sample = {

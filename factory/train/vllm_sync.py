@@ -30,5 +30,6 @@ class WeightSync:
         head = getattr(model, "lm_head", None)
         embed = getattr(getattr(model, "model", None), "embed_tokens", None)
         method = getattr(head, "quant_method", None)
-        if head is not None and embed is not None and getattr(head, "weight", None) is embed.weight and method is not None:
+        if (head is not None and embed is not None and getattr(head, "weight", None) is embed.weight
+                and method is not None):
             method.process_weights_after_loading(head)

@@ -16,7 +16,6 @@ from math_verify.errors import TimeoutException  # a BaseException: `except Exce
 from factory.parsers import boxed_spans, last_boxed
 from factory.verify import Verdict
 
-
 # Math-Verify's own test suite reads gold and answer alike with these (boxes first); the answer is
 # given whole, so several boxes ("\\boxed{-2} \\text{ and } \\boxed{1}") and prose ("The answer is
 # 14") are read as the library reads them.
@@ -50,7 +49,9 @@ def _parse(text: str, timeout_s: int):
 
 
 def _same_text(a: str, b: str) -> bool:
-    strip = lambda t: "".join(t.split()).strip("$").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    def strip(t: str) -> str:
+        return "".join(t.split()).strip("$").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+
     return strip(a) == strip(b)
 
 
@@ -68,7 +69,8 @@ def verify_math(final: str | None, gold: str | None, timeout_s: int = 5) -> Verd
         return Verdict(False, "no_answer")
     # One box at most on each side (several are a set, for math-verify to compare): identical answers
     # need no symbolic check (the common case, and 100x cheaper).
-    if len(boxed_spans(final)) <= 1 and len(boxed_spans(str(gold))) <= 1 and _same_text(answer_text(final), answer_text(str(gold))):
+    if (len(boxed_spans(final)) <= 1 and len(boxed_spans(str(gold))) <= 1
+            and _same_text(answer_text(final), answer_text(str(gold)))):
         return Verdict(True)  # identical answers need no symbolic check (the common case, and 100x cheaper)
     try:
         gold_parsed = _parse(str(gold).strip(), timeout_s)
