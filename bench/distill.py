@@ -55,7 +55,8 @@ def main() -> None:
 
     teacher, student = REPO / "data" / "teacher-model", REPO / "data" / "tiny-model"
     factory("generate", run, "--model", teacher, "--problems", f"builtin:arithmetic?n={args.problems}&seed=21",
-            "--template", "arithmetic_r1", "--n", args.n, "--temperature", args.temperature, "--max-tokens", 128, runs=runs)
+            "--template", "arithmetic_r1", "--n", args.n, "--temperature", args.temperature, "--max-tokens", 128,
+            runs=runs)
     factory("filter", run, "--chain", "distill_rejection_sampling", runs=runs)
     funnel = json.loads((runs / run / "funnel.json").read_text())
     kept = funnel["kept"]

@@ -98,9 +98,12 @@ def main() -> None:
     t_ours, _ = timed([sys.executable, "-m", "factory.cli", "filter", str(work / "run"), "--chain", "cold_start"])
     funnel = json.loads((work / "run" / "funnel.json").read_text())
     correct = next(s for s in funnel["steps"] if s["step"] == "correct")
-    print(f"{len(rows)} samples; cold_start kept {funnel['kept']}; its correct step kept {correct['kept']} of {correct['in']}")
-    print(f"single-process math-verify loop (open-r1 style): {len(rows) / t_base:7.0f} samples/s ({t_base:.2f} s)")
-    print(f"factory filter --chain cold_start ({os.cpu_count()} cores): {len(rows) / t_ours:7.0f} samples/s ({t_ours:.2f} s)")
+    print(f"{len(rows)} samples; cold_start kept {funnel['kept']}; "
+          f"its correct step kept {correct['kept']} of {correct['in']}")
+    print(f"single-process math-verify loop (open-r1 style): "
+          f"{len(rows) / t_base:7.0f} samples/s ({t_base:.2f} s)")
+    print(f"factory filter --chain cold_start ({os.cpu_count()} cores): "
+          f"{len(rows) / t_ours:7.0f} samples/s ({t_ours:.2f} s)")
     print(f"ratio {t_base / t_ours:.2f}x")
     shutil.rmtree(work, ignore_errors=True)
 

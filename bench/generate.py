@@ -54,7 +54,8 @@ def alternate(bare, ours, rounds: int, bare_name: str) -> tuple[list[float], lis
             print(f"note: token counts differ ({bare_name} {tokens_b}, factory {tokens_f})")
         bare_rates.append(tokens_b / dt_b)
         our_rates.append(tokens_f / dt_f)
-        print(f"round {r}: {bare_name} {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
+        print(f"round {r}: {bare_name} {tokens_b / dt_b:9.0f} tok/s ({dt_b:.2f} s)   "
+              f"factory {tokens_f / dt_f:9.0f} tok/s ({dt_f:.2f} s)")
     ratios = sorted(o / b for o, b in zip(our_rates, bare_rates))
     print(f"\nper-round ratios {', '.join(f'{x:.2f}' for x in ratios)}; median {ratios[len(ratios) // 2]:.3f}")
     return bare_rates, our_rates
@@ -112,7 +113,8 @@ def main() -> None:
         dt = time.perf_counter() - t0
         return sum(len(c.token_ids) for o in outs for c in o.outputs), dt
 
-    bare_rates, factory_rates = alternate(bare, lambda r: timed_run(config, backend, work / f"run-{r}"), args.rounds, "bare")
+    bare_rates, factory_rates = alternate(
+        bare, lambda r: timed_run(config, backend, work / f"run-{r}"), args.rounds, "bare")
     b, f = max(bare_rates), max(factory_rates)
     print(f"{len(prompts)} prompts x n={args.n}, max_tokens={args.max_tokens}, model={model}")
     print(f"bare vllm.LLM.generate: {b:,.0f} tok/s   factory generate: {f:,.0f} tok/s   ratio {f / b:.3f}")

@@ -66,10 +66,11 @@ def main() -> None:
         caught = sum(mixed(c) for c in data["mixed"])
         false = sum(mixed(c) for c in data["consistent"])
         rows.append((name, right, right_latin, caught, false, per_text))
-    print(f"{'':18} {'identified':>12} {'nl/id/tr/pl/sv/vi':>18} {'mixed caught':>13} {'false mixed':>12} {'µs/text':>8}")
+    print(f"{'':18} {'identified':>12} {'nl/id/tr/pl/sv/vi':>18} {'mixed caught':>13} {'false mixed':>12} "
+          f"{'µs/text':>8}")
     for name, right, right_latin, caught, false, per_text in rows:
-        print(f"{name:18} {right:>5}/{len(single):<6} {right_latin:>11}/{2 * len(latin):<6} {caught:>6}/{len(data['mixed']):<6}"
-              f" {false:>6}/{len(data['consistent']):<5} {per_text:>8.0f}")
+        print(f"{name:18} {right:>5}/{len(single):<6} {right_latin:>11}/{2 * len(latin):<6} "
+              f"{caught:>6}/{len(data['mixed']):<6} {false:>6}/{len(data['consistent']):<5} {per_text:>8.0f}")
 
 
 if __name__ == "__main__":

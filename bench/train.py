@@ -187,7 +187,8 @@ def grpo_loss_diffs(loss_types=LOSS_TYPES, batch: int = 16, width: int = 24, mic
                             epsilon_high=epsilon_high, group_size=group, batch_size=batch, micro_batch_size=micro,
                             max_new_tokens=width)
         mine = logps.clone().requires_grad_(True)
-        ours = sum(loss for loss, _ in micro_batch_losses(lambda s: mine[s], old, ref, advantages, mask, config))
+        ours = sum(loss for loss, _ in micro_batch_losses(lambda s, mine=mine: mine[s], old, ref, advantages, mask,
+                                                          config))
         ours.backward()
 
         args = trl.GRPOConfig(
@@ -201,8 +202,10 @@ def grpo_loss_diffs(loss_types=LOSS_TYPES, batch: int = 16, width: int = 24, mic
         theirs_logps = logps.clone().requires_grad_(True)
         rows: dict = {}
         # TRL's loss code as it is; only the model forward is replaced by the given log-probs of these rows.
-        trainer._get_per_token_logps_and_entropies = lambda *a, **k: (theirs_logps[rows["s"]],
-                                                                       torch.zeros(micro, width), None)
+        def given_logps(*_a, theirs_logps=theirs_logps, rows=rows, **_k):
+            return theirs_logps[rows["s"]], torch.zeros(micro, width), None
+
+        trainer._get_per_token_logps_and_entropies = given_logps
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = batch // micro  # set by Trainer's loop during training
         theirs = 0.0
