@@ -1,13 +1,14 @@
 """Distillation in miniature: does curation make a better student?
 
 The shipped teacher (data/teacher-model: the tiny model trained longer) answers fresh arithmetic
-problems; the `distill` chain curates its samples; the student (data/tiny-model) is fine-tuned
-(a) on the curated samples, (b) on as many samples drawn from everything the teacher generated,
-right or wrong (unfiltered), (c) not at all. Each arm's sampled pass@1 on 500 held-out problems,
-for every seed (the seed orders the SFT data and seeds the evaluation's sampling).
+problems, 4 samples each; the `distill_rejection_sampling` chain keeps the right ones, then one per
+problem (R1's rejection sampling); the student (data/tiny-model) is fine-tuned (a) on the curated
+samples, (b) on as many problems each with one of its samples drawn at random, right or wrong
+(unfiltered), (c) not at all. Each arm's sampled pass@1 on 500 held-out problems, for every seed
+(the seed orders the SFT data, draws the unfiltered set and seeds the evaluation's sampling).
 
-    python bench/distill.py                       # the full budget: 20000 problems, 3 seeds (~30 min)
-    python bench/distill.py --problems 4000 --seeds 0 --epochs 1     # a few minutes
+    python bench/distill.py            # the full budget: 20000 problems x 4, 4 epochs, 3 seeds (~75 min on 2 cores)
+    python bench/distill.py --problems 3000 --seeds 0 --epochs 2     # a few minutes
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="teacher samples per problem; the chain keeps one right one")
     ap.add_argument("--temperature", type=float, default=0.7, help="the teacher's sampling temperature")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--work", type=Path, default=REPO / "build" / "bench-distill", help="runs and models go here")
     args = ap.parse_args()
