@@ -167,7 +167,8 @@ def grpo_loss_diffs(loss_types=LOSS_TYPES, batch: int = 16, width: int = 24, mic
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from factory.train.grpo import GRPOConfig, micro_batch_losses
+    from factory.train.config import GRPOConfig
+    from factory.train.objective import micro_batch_losses
 
     g = torch.Generator().manual_seed(seed)
     old = -torch.rand(batch, width, generator=g) * 3

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from factory.errors import FactoryError
-from factory.train.grpo import GRPOConfig, grpo_loss, policy_update, sequence_logprobs, tokenize_rollouts
+from factory.train.grpo import GRPOConfig, policy_update, tokenize_rollouts
+from factory.train.objective import grpo_loss, sequence_logprobs
 
 
 def test_loss_matches_hand_computation():

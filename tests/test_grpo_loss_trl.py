@@ -14,10 +14,10 @@ from factory.train.grpo import (
     GRPOConfig,
     Rollout,
     TransformersSampler,
-    micro_batch_losses,
     tokenize_rollouts,
     vllm_end_token,
 )
+from factory.train.objective import micro_batch_losses
 
 B, T, MAX_NEW = 8, 12, 16
 

@@ -20,7 +20,8 @@ def test_rollouts_after_a_sync_are_the_updated_policys(tmp_path: Path):
     from vllm import SamplingParams
 
     from factory.train.config import GRPOConfig
-    from factory.train.grpo import VLLMSampler, sequence_logprobs
+    from factory.train.grpo import VLLMSampler
+    from factory.train.objective import sequence_logprobs
 
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     model = AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32)
