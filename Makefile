@@ -51,7 +51,7 @@ demo: install
 	$(VENV)/bin/factory filter demo --chain cold_start
 	$(VENV)/bin/factory report demo
 	@echo "== distillation: the teacher's curated samples vs as many unfiltered ones vs none"
-	$(PY) bench/distill.py --problems 3000 --seeds 0 --epochs 2 --work data/runs/demo-distill
+	$(PY) bench/distill.py --problems 3000 --seeds 0 --epochs 2 --lr 2e-4 --work data/runs/demo-distill
 	@echo "== GRPO on the tiny model (the documented settings, 80 steps)"
 	$(PY) bench/grpo.py --seeds 0 --steps 80 --work data/runs/demo-grpo
 
