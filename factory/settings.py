@@ -133,7 +133,11 @@ def check(cls: type, values: Mapping[str, Any] | None, where: str) -> dict[str, 
 
 def build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     """Check the values, make the object and run its `validate()`; every error names `where`."""
-    obj = cls(**check(cls, values, where))
+    return _validated(cls(**check(cls, values, where)), where)
+
+
+def _validated(obj: Any, where: str) -> Any:
+    """Run the object's `validate()`, if it has one, with `where` in front of its error."""
     validate = getattr(obj, "validate", None)
     if validate is not None:
         try:
@@ -212,13 +216,7 @@ def _make(cls: type, values: dict[str, Any], where: str) -> Any:
             if f.name in values:
                 kwargs[f.name] = values[f.name]
             continue
-        made = _make(inner, values.get(f.name, {}), where)
-        validate = getattr(made, "validate", None)
-        if validate is not None:
-            try:
-                validate()
-            except FactoryError as e:
-                raise FactoryError(f"{where}: {e}") from None
+        made = _validated(_make(inner, values.get(f.name, {}), where), where)
         if f.metadata.get("options"):
             made = {k: v for k, v in dataclasses.asdict(made).items() if v is not None}
         kwargs[f.name] = made
