@@ -1,4 +1,4 @@
-"""Dedup throughput of `factory.dedup` against plain baselines, side by side, in one run.
+"""Dedup throughput of `factory.filter.dedup` against plain baselines, side by side, in one run.
 
 (a) Exact dedup of --rows synthetic rows (~10% planted duplicates): `exact_duplicates` in
     DuckDB against a pure-Python loop with a dict over the same hash column (rows given to
@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from factory.dedup import exact_duplicates, near_duplicates
-from factory.textnorm import text_hash
+from factory.core.textnorm import text_hash
+from factory.filter.dedup import exact_duplicates, near_duplicates
 
 NUM_PERM, THRESHOLD, NGRAM = 128, 0.8, 5
 

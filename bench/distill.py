@@ -28,7 +28,7 @@ from bench.gains import REPO, factory, held_out, table  # noqa: E402
 def unfiltered_file(runs: Path, run: str, count: int, seed: int, out: Path) -> Path:
     """`count` problems drawn at random, each with one of its samples drawn at random, right or wrong,
     as SFT messages: what the teacher gives without rejection sampling."""
-    from factory import shards
+    from factory.core import shards
     from factory.train.data import sample_to_messages
 
     rng = random.Random(seed)

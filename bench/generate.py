@@ -81,10 +81,10 @@ def main() -> None:
     from vllm import LLM, SamplingParams
     from vllm.platforms import current_platform
 
+    from factory.core.sample import Sampling
     from factory.generate.runner import GenerateConfig, make_request, plan_run
     from factory.generate.vllm_backend import VLLMBackend
-    from factory.sample import Sampling
-    from factory.tiny_model import build_tiny_model
+    from factory.train.tiny_model import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     model = args.model or str(build_tiny_model(work / "model"))
@@ -130,10 +130,10 @@ def bench_server(args: argparse.Namespace) -> None:
     import httpx
     import openai
 
+    from factory.core.sample import Sampling
     from factory.generate.openai_backend import OpenAIBackend
     from factory.generate.runner import GenerateConfig, make_request, plan_run
-    from factory.sample import Sampling
-    from factory.tiny_model import build_tiny_model
+    from factory.train.tiny_model import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-server-"))
     server = None

@@ -23,7 +23,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "lang_sen
 
 def load_module(path: str | None):
     if path is None:
-        import factory.lang as lang
+        import factory.filter.lang as lang
 
         return lang
     spec = importlib.util.spec_from_file_location("other_lang", path)

@@ -243,8 +243,8 @@ def grpo_trl(args, tmp: Path) -> list[float]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from factory.sources import load_problems
-    from factory.templates import load_template
+    from factory.problems.sources import load_problems
+    from factory.prompting.templates import load_template
     from factory.train.trl_rewards import accuracy_reward, format_reward
 
     template = load_template("arithmetic_r1")

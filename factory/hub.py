@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from factory import __version__, shards
-from factory.chain import FILTER_MANIFEST
-from factory.errors import FactoryError
-from factory.funnel import compute_funnel
+from factory import __version__
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.filter.chain import FILTER_MANIFEST
+from factory.filter.funnel import compute_funnel
 from factory.train.data import prompt_messages, sample_to_messages
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -177,7 +178,7 @@ def _card_body(run_dir: Path, manifest: dict[str, Any], splits: dict[str, dict[s
 
 def _languages(texts: list[str]) -> list[str]:
     """The languages of the problems, each with at least a tenth of them (detected offline)."""
-    from factory.lang import detect_language
+    from factory.filter.lang import detect_language
 
     counts: dict[str, int] = {}
     for text in texts:

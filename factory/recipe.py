@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 
-from factory import shards
-from factory.errors import FactoryError
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.files import parse_yaml_value, read_yaml_file
+from factory.core.sample import stable_hash
+from factory.core.settings import check
 from factory.executors import check_executor, check_ray_options
-from factory.files import parse_yaml_value, read_yaml_file
-from factory.sample import stable_hash
-from factory.settings import check
 
 STAGES = ("generate", "filter", "train", "export")
 
@@ -32,8 +32,8 @@ STAGES = ("generate", "filter", "train", "export")
 def generate_settings() -> list[Any]:
     """A recipe's `generate:` keys: every GenerateConfig setting (sampling and backend options
     included) but where to run, which are the recipe's own `executor` and `ray`."""
+    from factory.core.settings import flatten
     from factory.generate.runner import GenerateConfig
-    from factory.settings import flatten
 
     return [leaf for leaf in flatten(GenerateConfig) if leaf.path[0] not in ("executor", "executor_options")]
 
@@ -65,8 +65,8 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -
 
 def _check_generate(g: dict[str, Any], path: Path) -> dict[str, Any]:
     """The generate settings, checked like every other setting (YAML reads 1e-5 as a string)."""
+    from factory.core.settings import check_flat, from_flat
     from factory.generate.runner import GenerateConfig
-    from factory.settings import check_flat, from_flat
 
     g = dict(g)
     template = g.get("template")
@@ -133,14 +133,14 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
 
 
 def _first_global(steps: list[Any], name: Callable[[Any], str]) -> int:
-    from factory.filters import GLOBAL
+    from factory.filter.steps import GLOBAL
 
     return next((i for i, s in enumerate(steps) if name(s) in GLOBAL), len(steps))
 
 
 def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
     """The recipe's chain; with `decontaminate` or `dedup` set, a copy of it written to RUN/chain.yaml."""
-    from factory.chain import load_chain
+    from factory.filter.chain import load_chain
 
     settings = recipe["filter"] or {}
     base = load_chain(str(settings.get("chain", "cold_start")))
@@ -170,8 +170,8 @@ def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
 
 
 def generate_config(recipe: dict[str, Any]) -> Any:
+    from factory.core.settings import from_flat
     from factory.generate.runner import GenerateConfig
-    from factory.settings import from_flat
 
     config = from_flat(GenerateConfig, recipe["generate"], "generate", generate_settings())
     config.executor = recipe.get("executor", "local")
@@ -210,7 +210,7 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
 
 def _inputs_identity(settings: dict[str, Any]) -> dict[str, Any]:
     """What a stage reads besides its settings: a retrained model or an edited data file is new work."""
-    from factory.sample import model_digest
+    from factory.core.sample import model_digest
 
     out: dict[str, Any] = {"model": model_digest(str(settings.get("model", "")))}
     for key in ("data", "secondary_data"):  # data files; a run's curated data is keyed by its funnel
@@ -252,7 +252,7 @@ def _train(kind: str, settings: dict[str, Any], log: Callable[[str], None]) -> d
 
 
 def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: bool = False) -> dict[str, Any]:
-    from factory.lock import run_lock
+    from factory.core.lock import run_lock
 
     run_dir = shards.resolve_run(str(recipe["run"]))
     summary: dict[str, Any] = {"run": str(run_dir), "stages": []}
@@ -272,13 +272,13 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: 
             summary["stages"].append({"stage": "generate", "written": r.shards_written, "samples": r.samples,
                                       "errors": r.errors, "already_done": r.shards_written == 0})
         if "filter" in recipe:
-            from factory.chain import run_chain
+            from factory.filter.chain import run_chain
 
             filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
                 shards.done_shards(run_dir, "generated"))
             funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, redo=redo_filter,
                                executor=recipe.get("executor", "local"), executor_options=dict(recipe.get("ray") or {}))
-            from factory.report import write_report
+            from factory.inspect.report import write_report
 
             report = write_report(run_dir)  # cheap (DuckDB aggregates), so always current
             summary["stages"].append({"stage": "filter", "kept": funnel["kept"], "rejected": funnel["rejected"],

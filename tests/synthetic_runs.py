@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from factory import shards
-from factory.sample import Sampling, sample_id, stable_hash, to_table
-from factory.templates import load_template
-from factory.textnorm import text_hash
+from factory.core import shards
+from factory.core.sample import Sampling, sample_id, stable_hash, to_table
+from factory.core.textnorm import text_hash
+from factory.prompting.templates import load_template
 
 
 def write_run(

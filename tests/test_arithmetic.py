@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from factory import arithmetic
-from factory.arithmetic import _solve, generate, integers_equal, make_problem, question, solution_text
+from factory.problems import arithmetic
+from factory.problems.arithmetic import _solve, generate, integers_equal, make_problem, question, solution_text
 
 STEP = re.compile(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$")
 

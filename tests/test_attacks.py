@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import shards
+from factory.core import shards
 from tests.helpers import send_json
 
 BAD_UTF8 = b'{"problem": "What is 1 + 1?\xff\xfe", "answer": "2"}\n'
@@ -81,7 +81,7 @@ def test_invalid_utf8_chain_template_and_recipe(cli, runs_dir: Path, tmp_path: P
 
 
 def test_a_csv_field_over_128_kib_is_data(tmp_path: Path):
-    from factory.sources import load_problems
+    from factory.problems.sources import load_problems
 
     (tmp_path / "long.csv").write_text("problem,answer\n\"" + "x" * 200_000 + "\",1\n")
     assert len(load_problems(str(tmp_path / "long.csv"))[0].problem) == 200_000

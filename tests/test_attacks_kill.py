@@ -1,7 +1,7 @@
 """Kills at every point of `factory filter`, then reruns: the funnel stays exact, workers die with their parent.
 
 Each killed run is the real CLI in its own process, SIGKILLed by a named kill point
-(FACTORY_CRASH_AT, factory/crash.py) rather than by a timer. The processes are forked from a
+(FACTORY_CRASH_AT, factory/core/crash.py) rather than by a timer. The processes are forked from a
 server that has the factory imported, so a kill-and-rerun costs a fraction of a second.
 """
 
@@ -23,17 +23,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factory import shards
-from factory.sample import SCHEMA
+from factory.core import shards
+from factory.core.sample import SCHEMA
 from tests.helpers import FACTORY, REPO, factory_env, run_factory
 from tests.test_chain import make_run
 
 CHAIN_A = ("name: strict\nsteps:\n  - parsed\n  - correct\n  - select: {min_pass_rate: 0.6}\n"
            "  - dedup: {exact: true, near: true}\n")
 OTHER = "cold_start"  # dedup then select: another chain, for reruns with --redo
-PRELOAD = ["factory.cli", "factory.chain", "factory.filters.global_steps", "factory.filters.basic",
-           "factory.filters.correct", "factory.filters.language", "factory.filters.readability", "factory.dedup",
-           "duckdb", "tests.test_attacks_kill"]
+PRELOAD = ["factory.cli", "factory.filter.chain", "factory.filter.steps.global_steps", "factory.filter.steps.basic",
+           "factory.filter.steps.correct", "factory.filter.steps.language", "factory.filter.steps.readability",
+           "factory.filter.dedup", "duckdb", "tests.test_attacks_kill"]
 
 
 def _cli_child(args: list[str], env: dict[str, str], log: str) -> None:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from factory import shards
-from factory.chain import load_chain, run_chain
-from factory.errors import FactoryError
-from factory.lock import LOCK, live_owner, run_lock
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.lock import LOCK, live_owner, run_lock
+from factory.filter.chain import load_chain, run_chain
 from tests.test_chain import make_run
 
-HOLD = ("import sys, time; from pathlib import Path; from factory.lock import run_lock\n"
+HOLD = ("import sys, time; from pathlib import Path; from factory.core.lock import run_lock\n"
         "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(120)")
 
 
@@ -104,8 +104,8 @@ def test_the_heartbeat_renews_a_live_lease(tmp_path: Path):
 TAKER = """
 import sys, time
 from pathlib import Path
-from factory.errors import FactoryError
-from factory.lock import run_lock
+from factory.core.errors import FactoryError
+from factory.core.lock import run_lock
 print("ready", flush=True)
 with open(sys.argv[2]):  # the start gun: opening a FIFO blocks until the test opens it for writing
     pass

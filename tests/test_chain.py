@@ -8,10 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from factory import arithmetic, shards
-from factory.chain import load_chain, run_chain
-from factory.errors import FactoryError
-from factory.sample import SCHEMA, stable_hash, to_table
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import SCHEMA, stable_hash, to_table
+from factory.filter.chain import load_chain, run_chain
+from factory.problems import arithmetic
 from tests.synthetic_runs import write_run
 
 

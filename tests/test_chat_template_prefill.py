@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import shards
+from factory.core import shards
 from factory.train.data import sample_to_messages
 from tests.helpers import REPO, run_factory
 

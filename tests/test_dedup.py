@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factory.dedup import decontaminate, exact_duplicates, minhash_signatures, near_duplicates
-from factory.errors import FactoryError
-from factory.textnorm import text_hash
+from factory.core.errors import FactoryError
+from factory.core.textnorm import text_hash
+from factory.filter.dedup import decontaminate, exact_duplicates, minhash_signatures, near_duplicates
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = [f"word{i}" for i in range(5000)]
@@ -168,7 +168,7 @@ def test_signatures_identical_texts_have_jaccard_one() -> None:
 def test_signatures_are_the_same_in_another_process() -> None:
     texts = [" ".join(words(60, seed=s)) for s in range(3)] + ["数学题目没有空格的句子"]
     code = (
-        "import json, sys; from factory.dedup import minhash_signatures; "
+        "import json, sys; from factory.filter.dedup import minhash_signatures; "
         "print(json.dumps(minhash_signatures(json.loads(sys.argv[1])).tolist()))"
     )
     out = subprocess.run(

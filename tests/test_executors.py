@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.executors import ShardJobs, check_executor, get_executor
 from factory.executors.base import call_shard
 from tests.helpers import REPO
@@ -68,7 +68,7 @@ def test_a_remote_call_reports_its_progress_summed_with_its_result():
 
 
 def test_ray_is_imported_only_when_the_ray_executor_runs():
-    code = ("import sys, factory.cli, factory.chain, factory.generate.runner, factory.recipe, factory.executors;"
+    code = ("import sys, factory.cli, factory.filter.chain, factory.generate.runner, factory.recipe, factory.executors;"
             "factory.executors.get_executor('ray', {});print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -16,15 +16,15 @@ from tests.test_hub import front_matter, make_run
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from factory.chain import load_chain, run_chain
+    from factory.filter.chain import load_chain, run_chain
 
     run = tmp_path_factory.mktemp("runs") / "eco"
     make_run(run)
     # As generation records them: the template's system prompt and the problem's turn.
     import pyarrow.parquet as pq
 
-    from factory import shards
-    from factory.sample import to_table
+    from factory.core import shards
+    from factory.core.sample import to_table
 
     for path in shards.done_shards(run, "generated"):
         rows = pq.read_table(path).to_pylist()

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from factory.filters.base import Outcome, Reject, build
-from factory.filters.basic import Complete, Format, Length, Parsed
-from factory.filters.correct import Correct
-from factory.filters.language import Language
-from factory.filters.readability import Readability, repeated_ngram_share
+from factory.filter.steps.base import Outcome, Reject, build
+from factory.filter.steps.basic import Complete, Format, Length, Parsed
+from factory.filter.steps.correct import Correct
+from factory.filter.steps.language import Language
+from factory.filter.steps.readability import Readability, repeated_ngram_share
 
 
 def sample(**kw):
@@ -108,7 +108,7 @@ def test_repeated_ngram_share():
 
 
 def test_build_refuses_unknown_settings_and_wrong_types():
-    from factory.errors import FactoryError
+    from factory.core.errors import FactoryError
 
     with pytest.raises(FactoryError, match="unknown setting 'max_len'.*max_completion_tokens"):
         build(Length, {"max_len": 3}, "chain.yaml: step 1")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.formats import (
+from factory.core.errors import FactoryError
+from factory.prompting.formats import (
     detect_format,
     get_format,
     implied_prefill,
@@ -17,7 +17,7 @@ from factory.formats import (
     prompt_prefill,
     with_prefill,
 )
-from factory.parsers import Parsed, answer_in_text, parse_boxed, parse_think_boxed, parse_thought_solution
+from factory.prompting.parsers import Parsed, answer_in_text, parse_boxed, parse_think_boxed, parse_thought_solution
 
 
 def test_think_boxed_reads_the_summary_after_the_last_close():
@@ -108,7 +108,7 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_user_format_by_module_path_in_a_template(user_package: Path, tmp_path: Path):
-    from factory.templates import load_template
+    from factory.prompting.templates import load_template
 
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\ndescription: d\nformat: my_formats:final_line\nbase: '{{ problem }}'\n"

@@ -13,8 +13,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from factory.sample import SCHEMA
-from factory.shards import done_shards, read_table
+from factory.core.sample import SCHEMA
+from factory.core.shards import done_shards, read_table
 from tests.helpers import FACTORY, REPO, factory_env, run_factory
 
 pytestmark = pytest.mark.slow

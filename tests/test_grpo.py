@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.train.grpo import GRPOConfig, policy_update, tokenize_rollouts
 from factory.train.objective import grpo_loss, sequence_logprobs
 

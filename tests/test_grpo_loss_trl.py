@@ -115,7 +115,7 @@ def test_dapo_ignores_micro_batching_and_bnpo_does_not():
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):
     from transformers import AutoTokenizer
 
-    from factory.tiny_model import build_tokenizer
+    from factory.train.tiny_model import build_tokenizer
 
     folder = tmp_path_factory.mktemp("tok")
     build_tokenizer(folder)

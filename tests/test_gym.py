@@ -13,15 +13,16 @@ import pytest
 import reasoning_gym
 from reasoning_gym.factory import DATASETS
 
-from factory import gym, shards
-from factory.errors import FactoryError
-from factory.evaluate import score_samples
-from factory.filters.correct import Correct
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import Sampling, to_table
+from factory.filter.steps.correct import Correct
 from factory.generate.base import Completion
+from factory.generate.evaluate import score_samples
 from factory.generate.runner import GenerateConfig, run_generation, sample_rows, small_context
-from factory.sample import Sampling, to_table
-from factory.sources import Problem, load_problems
-from factory.templates import load_template
+from factory.problems import gym
+from factory.problems.sources import Problem, load_problems
+from factory.prompting.templates import load_template
 from factory.train.grpo import Rollout, reward_sample
 from factory.train.rewards import accuracy
 from factory.verify.registry import verify_sample

@@ -16,11 +16,12 @@ import huggingface_hub.constants
 import pytest
 import yaml
 
-from factory import arithmetic, shards
-from factory.chain import load_chain, run_chain
-from factory.errors import FactoryError
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import Sampling, stable_hash
+from factory.filter.chain import load_chain, run_chain
 from factory.hub import EXPORT_SCHEMA, _export_row, check_token, export_run, size_category, upload
-from factory.sample import Sampling, stable_hash
+from factory.problems import arithmetic
 from factory.train.data import sample_to_messages
 from tests.helpers import send_json
 from tests.synthetic_runs import write_run

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factory import shards
 from factory.cli import EXIT_BAD_INPUT
+from factory.core import shards
 
 R1 = "Okay, 6 times 7.\n6*7 = 42.\n</think>\n\nThe product is $\\boxed{42}$."  # R1-Distill: <think> was prefilled
 SKY = ("<|begin_of_thought|>\n\nSo 6*7, which is 42.\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pytest
 
 import factory.generate.base
-from factory import shards
-from factory.chain import load_chain, run_chain
-from factory.filters.global_steps import GlobalResult, _connect
-from factory.filters.judge import Judge
+from factory.core import shards
+from factory.core.sample import stable_hash
+from factory.filter.chain import load_chain, run_chain
+from factory.filter.steps.global_steps import GlobalResult, _connect
+from factory.filter.steps.judge import Judge
 from factory.generate.base import Completion
-from factory.sample import stable_hash
 from tests.synthetic_runs import write_run
 
 # The judge's answer per problem: a good score, a low one, none, and a failed request.

@@ -1,10 +1,10 @@
-"""Offline language detection, language share and mixed-language flags (factory.lang)."""
+"""Offline language detection, language share and mixed-language flags (factory.filter.lang)."""
 
 from __future__ import annotations
 
 import pytest
 
-from factory.lang import LanguageStats, detect_language, language_share, language_stats, mixed_language, tokenize
+from factory.filter.lang import LanguageStats, detect_language, language_share, language_stats, mixed_language, tokenize
 
 # --- mixed samples: (target, text, language named in the detail) -------------------------------------
 

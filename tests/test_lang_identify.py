@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.lang import detect_language, language_stats
+from factory.filter.lang import detect_language, language_stats
 
 DATA = json.loads((Path(__file__).parent / "fixtures" / "lang_sentences.json").read_text(encoding="utf-8"))
 SINGLE = [(lang, text) for lang, texts in DATA["single"].items() for text in texts]

@@ -13,15 +13,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from factory.chain import load_chain, run_chain
-from factory.errors import FactoryError
-from factory.lock import LOCK, run_lock
+from factory.core.errors import FactoryError
+from factory.core.lock import LOCK, run_lock
+from factory.filter.chain import load_chain, run_chain
 from tests.test_chain import make_run
 
 
 def test_second_writer_is_refused_while_the_first_holds_it(tmp_path: Path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from factory.lock import run_lock\n"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from factory.core.lock import run_lock\n"
          f"with run_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
@@ -60,7 +60,7 @@ def test_filter_refuses_a_run_another_process_holds(tmp_path: Path):
 
 
 def test_a_forked_child_does_not_keep_a_dead_holders_lock(tmp_path: Path):
-    script = ("import os, sys, time; from pathlib import Path; from factory.lock import run_lock, holds\n"
+    script = ("import os, sys, time; from pathlib import Path; from factory.core.lock import run_lock, holds\n"
               "with run_lock(Path(sys.argv[1])):\n"
               "    if os.fork() == 0:\n"
               "        print('child holds' if holds(Path(sys.argv[1])) else 'child free', flush=True); "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.formats import parse_output
+from factory.prompting.formats import parse_output
 from factory.verify.registry import verify_sample
 
 PAIRS = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "math_verify_pairs.jsonl").open()]

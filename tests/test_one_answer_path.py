@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from factory.evaluate import score_samples
-from factory.filters.basic import Format, Parsed
-from factory.filters.correct import Correct
-from factory.formats import parse_row
-from factory.templates import load_template
+from factory.filter.steps.basic import Format, Parsed
+from factory.filter.steps.correct import Correct
+from factory.generate.evaluate import score_samples
+from factory.prompting.formats import parse_row
+from factory.prompting.templates import load_template
 from factory.train.rewards import accuracy, format_reward
 
 # template -> (the model's completion after the prompt's prefill) for "What is 2 + 3 * 4?"

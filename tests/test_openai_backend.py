@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from factory.shards import read_table
+from factory.core.shards import read_table
 from tests.helpers import factory_env, run_factory
 
 pytestmark = pytest.mark.slow

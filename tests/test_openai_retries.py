@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from factory.core.sample import Sampling
 from factory.generate.base import Request
 from factory.generate.openai_backend import OpenAIBackend
-from factory.sample import Sampling
 from tests.helpers import send_json
 
 
@@ -141,7 +141,7 @@ def test_retry_after_is_honoured():
 
 
 def test_model_the_server_does_not_serve_is_a_clear_error():
-    from factory.errors import FactoryError
+    from factory.core.errors import FactoryError
 
     with FlakyServer(fail_first=0) as base:
         with pytest.raises(FactoryError, match="does not serve 'x'"):

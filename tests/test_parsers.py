@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from factory.formats import FORMATS
-from factory.parsers import (
+from factory.prompting.formats import FORMATS
+from factory.prompting.parsers import (
     Parsed,
     answer_from_summary,
     last_boxed,

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from factory.formats import with_prefill
 from factory.generate.base import Request
-from factory.prompter import Prompter, render, resolve_mode
-from factory.sources import Problem
-from factory.templates import list_templates
+from factory.problems.sources import Problem
+from factory.prompting.formats import with_prefill
+from factory.prompting.prompter import Prompter, render, resolve_mode
+from factory.prompting.templates import list_templates
 from tests.conftest import REPO
 
 CONTEXT = {"completion": "<think>3 * 4 = 12, 2 + 12 = 14</think> <answer>14</answer>", "final": "14"}

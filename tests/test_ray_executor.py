@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from factory.chain import load_chain, run_chain
+from factory.core.sample import Sampling
+from factory.core.shards import done_shards, read_table
+from factory.filter.chain import load_chain, run_chain
 from factory.generate.runner import GenerateConfig, run_generation
-from factory.sample import Sampling
-from factory.shards import done_shards, read_table
 from tests.helpers import REPO, run_factory
 
 pytestmark = pytest.mark.slow

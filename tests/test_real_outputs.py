@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import shards
+from factory.core import shards
 
 FIXTURE = Path(__file__).parent / "fixtures" / "real_outputs.jsonl"
 TRACES = {t["id"]: t for t in map(json.loads, FIXTURE.open(encoding="utf-8"))}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import shards
+from factory.core import shards
 from tests.helpers import run_factory, send_json
 
 # problem -> (message fields, finish_reason); the gold answer of every problem is 4.

@@ -66,7 +66,7 @@ def test_shipped_recipes_plan_with_overrides(tmp_path: Path, runs_dir: Path, cli
 def test_recipe_adds_decontamination_and_replaces_dedup(tmp_path: Path, runs_dir: Path, cli):
     make_run(runs_dir / "r")
     bench = tmp_path / "bench.jsonl"
-    from factory.shards import read_samples
+    from factory.core.shards import read_samples
 
     leaked = read_samples(runs_dir / "r", "generated")[0]["problem"]
     bench.write_text(json.dumps({"problem": leaked}) + "\n" + json.dumps({"problem": "unrelated " * 20}) + "\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.shards import done_shards, read_samples
+from factory.core.shards import done_shards, read_samples
 from tests.helpers import FACTORY, REPO, factory_env, run_factory
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.registry import Registry
+from factory.core.errors import FactoryError
+from factory.core.registry import Registry
 
 
 def test_register_by_call_and_by_decorator_with_help():

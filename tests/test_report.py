@@ -19,10 +19,11 @@ import duckdb
 import pytest
 from PIL import Image
 
-from factory import report_svg, shards
-from factory.chain import load_chain, run_chain
-from factory.report import write_report
-from factory.sample import to_table
+from factory.core import shards
+from factory.core.sample import to_table
+from factory.filter.chain import load_chain, run_chain
+from factory.inspect import report_svg
+from factory.inspect.report import write_report
 from tests.test_chain import make_run
 
 HOSTILE = " <img src=x onerror=alert(1)> & <b>bold</b>"  # must show as text, never as markup

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.train.rewards import (
     REWARDS,
     accuracy,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.verify import sandbox
 from factory.verify.code import extract_program, verify_code
 from factory.verify.sandbox import run_sandboxed

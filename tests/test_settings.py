@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.chain import load_chain
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.filter.chain import load_chain
 from factory.recipe import generate_config, generate_settings, load_recipe
 from factory.train.config import GRPOConfig
 from factory.train.rewards import parse_reward_spec

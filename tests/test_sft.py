@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from factory import shards
-from factory.errors import FactoryError
-from factory.sample import to_table
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import to_table
 from factory.train.checkpoint import latest_checkpoint
 from factory.train.data import (
     IGNORE,

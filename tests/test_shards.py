@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factory import shards
-from factory.errors import FactoryError
-from factory.sample import COLUMNS, SCHEMA, Sampling, sample_id, to_table
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import COLUMNS, SCHEMA, Sampling, sample_id, to_table
 
 
 def rows(n: int, start: int = 0) -> list[dict]:
@@ -213,7 +213,7 @@ def test_sample_id_ignores_n():
 def test_model_digest_changes_when_the_weights_do(tmp_path):
     import os
 
-    from factory.sample import model_digest
+    from factory.core.sample import model_digest
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"a" * 10)

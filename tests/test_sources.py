@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.sources import Problem, load_problems, parse_mapping
+from factory.core.errors import FactoryError
+from factory.problems.sources import Problem, load_problems, parse_mapping
 
 ROWS = [
     {"question": "What is 2 + 3 * 4?", "solution": "14", "level": 1},

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.chain import load_chain, run_chain
-from factory.errors import FactoryError
-from factory.sql import query
+from factory.core.errors import FactoryError
+from factory.filter.chain import load_chain, run_chain
+from factory.inspect.sql import query
 from tests.test_chain import make_run
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.formats import FORMATS
-from factory.sources import Problem
-from factory.templates import list_templates, load_template
+from factory.core.errors import FactoryError
+from factory.problems.sources import Problem
+from factory.prompting.formats import FORMATS
+from factory.prompting.templates import list_templates, load_template
 
 SHIPPED = {"r1_zero", "few_shot_long_cot", "reflect_verify", "refine", "judge", "arithmetic_r1", "r1_distill"}
 QUESTION = "What is 2 + 3 * 4?"

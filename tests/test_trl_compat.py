@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import arithmetic
+from factory.problems import arithmetic
 from tests.conftest import REPO
 
 trl = pytest.importorskip("trl", reason="TRL is in the dev extra: pip install -e .[dev]")

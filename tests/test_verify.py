@@ -9,8 +9,8 @@ from multiprocessing import get_context
 
 import pytest
 
-from factory import arithmetic
-from factory.templates import load_template
+from factory.problems import arithmetic
+from factory.prompting.templates import load_template
 from factory.verify.math import verify_math
 from factory.verify.registry import verify_sample
 from factory.verify.sandbox import sandbox_available

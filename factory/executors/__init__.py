@@ -16,9 +16,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.core.settings import build, check, setting
 from factory.executors.base import Executor, ShardJobs
-from factory.settings import build, check, setting
 
 __all__ = ["EXECUTORS", "RAY_OPTIONS", "Executor", "ExecutorName", "RayOptions", "ShardJobs", "check_executor",
            "check_ray_options", "get_executor"]

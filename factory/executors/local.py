@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.executors.base import Progress, ShardJobs, call_shard
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.executors.base import Progress, ShardJobs, call_shard
 
 
@@ -132,7 +132,7 @@ def _unwrap(error: BaseException) -> FactoryError:
         seen = getattr(seen, "cause", None) or seen.__cause__
     # An actor that died in its constructor carries only the text of what it raised.
     text = str(error)
-    mark = "factory.errors.FactoryError: "
+    mark = "factory.core.errors.FactoryError: "
     if mark in text:
         return FactoryError(text.split(mark)[-1].strip().splitlines()[0])
     last = text.strip().splitlines()[-1] if text.strip() else type(error).__name__

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from factory.registry import Registry
-from factory.sample import Sampling
-from factory.settings import setting
+from factory.core.registry import Registry
+from factory.core.sample import Sampling
+from factory.core.settings import setting
 
 # Called with (samples finished, completion tokens) as generation goes, for progress bars.
 ProgressFn = Callable[[int, int], None]
@@ -75,7 +75,7 @@ class BackendOptions:
                                "Retry-After).")
 
     def validate(self) -> None:
-        from factory.errors import FactoryError
+        from factory.core.errors import FactoryError
 
         if self.concurrency < 1:
             raise FactoryError(f"concurrency={self.concurrency} must be >= 1")

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-from factory.errors import FactoryError, redact
+from factory.core.errors import FactoryError, redact
+from factory.core.sample import Sampling
 from factory.generate.base import Completion, ProgressFn, Request
-from factory.sample import Sampling
 
 
 def _check_server(base_url: str, api_key: str, timeout: float) -> list[dict[str, Any]]:

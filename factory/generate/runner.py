@@ -16,20 +16,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from factory import shards
-from factory.errors import FactoryError
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.problem import Problem
+from factory.core.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
+from factory.core.settings import hints, setting
+from factory.core.textnorm import text_hash
 from factory.executors import ExecutorName, RayOptions, ShardJobs, check_executor, get_executor
-from factory.formats import implied_prefill, parse_output, prompt_prefill
 from factory.generate.base import BACKENDS, Backend, BackendOptions, Completion, Request, open_backend
-from factory.gym import SCORER_KEYS
-from factory.problem import Problem
-from factory.prompter import Prompter
-from factory.prompter import resolve_mode as resolve_prompt_mode
-from factory.sample import Sampling, model_digest, request_seed, sample_id, stable_hash, to_table
-from factory.settings import hints, setting
-from factory.sources import FIELDS, load_problems
-from factory.templates import Template, load_template
-from factory.textnorm import text_hash
+from factory.problems.gym import SCORER_KEYS
+from factory.problems.sources import FIELDS, load_problems
+from factory.prompting.formats import implied_prefill, parse_output, prompt_prefill
+from factory.prompting.prompter import Prompter
+from factory.prompting.prompter import resolve_mode as resolve_prompt_mode
+from factory.prompting.templates import Template, load_template
 
 
 @dataclass
@@ -312,7 +312,7 @@ def run_generation(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RunResult:
     """Generate every unfinished shard of the run. `backend` may be passed in (benchmarks)."""
-    from factory.lock import run_lock
+    from factory.core.lock import run_lock
 
     plan = plan_run(config)
     with run_lock(run_dir):  # one writer per run folder; a crashed owner's lock is taken over

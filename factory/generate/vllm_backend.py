@@ -16,10 +16,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.core.sample import Sampling
 from factory.generate.base import Completion, ProgressFn, Request
-from factory.prompter import render
-from factory.sample import Sampling
+from factory.prompting.prompter import render
 
 # Bound vLLM's CPU KV cache (GiB) unless the user chose; its default takes most of RAM.
 DEFAULT_CPU_KVCACHE_GIB = "4"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 STATE_FILE = "trainer_state.pt"
 _CKPT = re.compile(r"^checkpoint-(\d{6,})$")

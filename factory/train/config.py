@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from factory.errors import FactoryError
-from factory.settings import setting
+from factory.core.errors import FactoryError
+from factory.core.settings import setting
 
 LossType = Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's aggregations, by the same names
 Trainable = Literal["all", "norms"]  # which weights GRPO updates

@@ -14,10 +14,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from factory import shards
-from factory.errors import FactoryError
-from factory.sample import prefilled_completion, row_meta
-from factory.sources import load_problems
+from factory.core import shards
+from factory.core.errors import FactoryError
+from factory.core.sample import prefilled_completion, row_meta
+from factory.problems.sources import load_problems
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant", "tool")
@@ -132,7 +132,7 @@ def _run_folder(source: str) -> Path | None:
 
 def _dataset_rows(source: str, limit: int | None) -> list[tuple[str, Any]]:
     """Rows of an `hf:` dataset or a folder `datasets` saved or reads (an export folder among them)."""
-    from factory.sources import read_rows
+    from factory.problems.sources import read_rows
 
     path = Path(source)
     if path.is_dir() and (path / "data").is_dir() and any((path / "data").glob("train-*.parquet")):

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.train.config import LOSS_TYPES, GRPOConfig  # noqa: F401  (re-exported)
 from factory.train.objective import live_logprobs, micro_batch_losses, sequence_logprobs
 
@@ -236,7 +236,7 @@ def policy_update(
 def reward_sample(rollout: Rollout, problem: Any, prompt: str, template: Any) -> dict[str, Any]:
     """A rollout as the rewards read it: the answer through the template's format, with the prompt's
     prefill, and the problem's context (what a gym scorer needs) in metadata, as filters read samples."""
-    from factory.formats import prompt_prefill
+    from factory.prompting.formats import prompt_prefill
 
     return {"completion": rollout.text, "completion_tokens": rollout.tokens, "problem": problem.problem,
             "answer": problem.answer, "task": problem.task, "tests": problem.tests,
@@ -248,7 +248,7 @@ def held_out_pass_at_1(sampler: Any, problems: list[Any], prompts: list[str], te
                        config: GRPOConfig) -> dict[str, float]:
     """Sampled pass@1 on held-out problems with the policy as it is now, at the rollout temperature,
     with the standard error over problems: scored by `factory eval`'s own scorer."""
-    from factory.evaluate import score_samples
+    from factory.generate.evaluate import score_samples
 
     n = config.eval_n
     # one fixed draw: evaluations differ by the policy only
@@ -282,9 +282,9 @@ def trainable_parameters(model: Any, which: str) -> list[torch.nn.Parameter]:
 def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from factory.prompter import Prompter
-    from factory.sources import load_problems
-    from factory.templates import load_template
+    from factory.problems.sources import load_problems
+    from factory.prompting.prompter import Prompter
+    from factory.prompting.templates import load_template
     from factory.train.checkpoint import (
         latest_checkpoint,
         load_checkpoint,

@@ -14,11 +14,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from factory.errors import FactoryError
-from factory.formats import parse_output, parse_row, sample_format
-from factory.lang import detect_language, language_stats
-from factory.registry import Registry
-from factory.sample import prefilled_completion
+from factory.core.errors import FactoryError
+from factory.core.registry import Registry
+from factory.core.sample import prefilled_completion
+from factory.filter.lang import detect_language, language_stats
+from factory.prompting.formats import parse_output, parse_row, sample_format
 from factory.verify.registry import verify_sample
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.train.checkpoint import (
     STATE_FILE,
     latest_checkpoint,

@@ -13,7 +13,7 @@ import re
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException  # a BaseException: `except Exception` misses it
 
-from factory.parsers import boxed_spans, last_boxed
+from factory.prompting.parsers import boxed_spans, last_boxed
 from factory.verify import Verdict
 
 # Math-Verify's own test suite reads gold and answer alike with these (boxes first); the answer is

@@ -11,8 +11,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from factory import arithmetic
-from factory.registry import Registry
+from factory.core.registry import Registry
+from factory.problems import arithmetic
 from factory.verify import Verdict
 
 Verifier = Callable[[dict[str, Any], float], Verdict]
@@ -58,8 +58,8 @@ def _code(sample: dict[str, Any], timeout_s: float) -> Verdict:
 
 @VERIFIERS.register("gym", help="reasoning-gym's scorer for gym:<name> tasks (optional extra)")
 def _gym(sample: dict[str, Any], timeout_s: float) -> Verdict:
-    from factory import gym
-    from factory.sample import row_meta
+    from factory.core.sample import row_meta
+    from factory.problems import gym
 
     try:
         import reasoning_gym  # noqa: F401

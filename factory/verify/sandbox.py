@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from factory.verify import cgroup
 
 # A range no real account uses, so "every process with this uid" is only ever ours.

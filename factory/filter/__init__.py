@@ -1,0 +1,1 @@
+"""The rejection-sampling chain: its steps, dedup, language detection and the funnel of what each step kept."""

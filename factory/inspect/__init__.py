@@ -1,0 +1,1 @@
+"""Reading runs: the HTML report, `show` and `sql`."""

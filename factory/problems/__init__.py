@@ -1,0 +1,1 @@
+"""Where problems come from: built-in tasks, reasoning-gym, users' datasets and imported generations."""
