@@ -164,6 +164,20 @@ def test_norms_only_updates_the_gains_and_held_out_accuracy_is_logged(tmp_path: 
     assert not any(line.startswith("warning:") for line in lines)
 
 
+def test_cosine_schedule_decays_to_zero_and_ties_the_run_to_its_steps():
+    constant = GRPOConfig(model="m", out="o", steps=100, warmup_steps=4, lr=1e-2)
+    cosine = GRPOConfig(model="m", out="o", steps=100, warmup_steps=4, lr=1e-2, lr_schedule="cosine")
+    assert [constant.lr_factor(s) for s in (0, 3, 50, 99)] == [0.25, 1.0, 1.0, 1.0]
+    factors = [cosine.lr_factor(s) for s in range(100)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]  # the same warmup
+    assert all(a >= b for a, b in zip(factors[3:], factors[4:])) and factors[-1] < 1e-3
+    assert abs(cosine.lr_factor(4 + 48) - 0.5) < 1e-9  # half-way through the decay: half the rate
+    # a constant rate extends with more steps; a cosine decay is set by them
+    assert "steps" not in constant.trajectory() and cosine.trajectory()["steps"] == 100
+    mu = GRPOConfig(model="m", out="o", steps=10, num_iterations=2, lr_schedule="cosine")
+    assert mu.lr_factor(19) < 0.01 < mu.lr_factor(10)  # counted in optimizer steps: mu per GRPO step
+
+
 def test_settings_known_to_lose_accuracy_are_warned_about():
     assert GRPOConfig(lr=3e-4).divergence_warnings()  # train=all, as measured in the README
     assert not GRPOConfig(lr=1e-5).divergence_warnings()

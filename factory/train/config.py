@@ -6,6 +6,7 @@ stay cheap: the runners (and torch) load only when a training command runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -14,6 +15,7 @@ from factory.core.settings import setting
 
 LossType = Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's aggregations, by the same names
 Trainable = Literal["all", "norms"]  # which weights GRPO updates
+LrSchedule = Literal["constant", "cosine"]  # GRPO's learning rate after warmup
 RolloutBackend = Literal["auto", "vllm", "transformers"]
 PromptMode = Literal["auto", "chat", "base"]
 LOSS_TYPES, TRAINABLE = get_args(LossType), get_args(Trainable)
@@ -37,8 +39,10 @@ class GRPOConfig:
     micro_batch_size: int = setting(8, "completions per forward/backward pass (gradient accumulation)")
     steps: int = setting(20, "optimizer steps (each with fresh rollouts)")
     num_iterations: int = setting(1, "mu: updates per batch of rollouts (ratio != 1 only when > 1)")
-    lr: float = setting(1e-5, "AdamW learning rate (constant after a short warmup)")
+    lr: float = setting(1e-5, "AdamW peak learning rate (after a linear warmup)")
     warmup_steps: int = setting(0, "linear warmup steps")
+    lr_schedule: LrSchedule = setting("constant", "after warmup: constant, or cosine (decays to 0 at the last step; "
+                                      "such a run cannot be extended with more steps)")
     beta: float = setting(0.04, "KL coefficient against the reference model (0 turns the reference off)")
     epsilon: float = setting(0.2, "clip range: ratio clipped to [1 - epsilon, 1 + epsilon_high]")
     epsilon_high: float | None = setting(None, "upper clip (DAPO's clip-higher); default epsilon")
@@ -95,10 +99,21 @@ class GRPOConfig:
             raise FactoryError("bad GRPO settings: " + "; ".join(problems))
 
     def trajectory(self) -> dict[str, Any]:
-        """The settings that decide every update up to any step; only these must match on resume. The
-        learning rate has no decay that `steps` would set, so a finished run extends with a larger one."""
-        return {k: v for k, v in asdict(self).items()
-                if k not in ("out", "steps", "save_every", "eval_problems", "eval_every", "eval_n")}
+        """The settings that decide every update up to any step; only these must match on resume. At a
+        constant learning rate `steps` decides nothing before the last step, so a finished run extends
+        with a larger one; a cosine decay is set by `steps`."""
+        ignored = {"out", "save_every", "eval_problems", "eval_every", "eval_n"}
+        if self.lr_schedule == "constant":
+            ignored.add("steps")
+        return {k: v for k, v in asdict(self).items() if k not in ignored}
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (0-based; num_iterations per GRPO step) as a share of `lr`."""
+        warmup = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        if self.lr_schedule == "constant" or step < self.warmup_steps:
+            return warmup
+        done = (step - self.warmup_steps) / max(1, self.steps * self.num_iterations - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
     def divergence_warnings(self) -> list[str]:
         """Settings measured to lose accuracy (README, "Proving the gains"), said before the run starts."""

@@ -319,7 +319,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     prompter = Prompter.for_model(template, config.prompt_mode, lambda: bool(tokenizer.chat_template))
 
     optimizer = torch.optim.AdamW(trainable_parameters(model, config.train), lr=config.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.lr_factor(s))
     state = {"step": 0, "config": asdict(config)}
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
