@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from factory.core.registry import Registry
 from factory.core.sample import Sampling
@@ -60,6 +60,11 @@ class Backend(Protocol):
 BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
 BACKENDS.register("vllm", "factory.generate.vllm_backend:VLLMBackend", help="offline vLLM engine on local GPUs")
 BACKENDS.register("openai", "factory.generate.openai_backend:OpenAIBackend", help="any OpenAI-compatible server")
+
+# A backend setting's type, made from the registry so registering a backend is the only place to name it;
+# a Literal, so YAML values are checked against it and a flag lists the choices.
+BackendName = Literal[tuple(BACKENDS.names())]  # type: ignore[valid-type]
+BACKEND_HELP = "; ".join(f"{name}: {text}" for name, text in BACKENDS.items()) + "."
 
 
 @dataclass
