@@ -78,6 +78,7 @@ class BackendOptions:
     concurrency: int = setting(32, "openai backend: requests in flight at most (each asks for all n samples).")
     max_retries: int = setting(4, "openai backend: retries of a failed request (exponential backoff, honouring "
                                "Retry-After).")
+    timeout: float = setting(600.0, "openai backend: seconds one request may take before it fails (and is retried).")
 
     def validate(self) -> None:
         from factory.core.errors import FactoryError
@@ -86,6 +87,12 @@ class BackendOptions:
             raise FactoryError(f"concurrency={self.concurrency} must be >= 1")
         if self.max_retries < 0:
             raise FactoryError(f"max_retries={self.max_retries} must be >= 0")
+        if self.timeout <= 0:
+            raise FactoryError(f"timeout={self.timeout} must be > 0")
+
+
+# The defaults a backend falls back on for options its caller leaves out (the judge passes only base_url).
+BACKEND_DEFAULTS = BackendOptions()
 
 
 def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:
