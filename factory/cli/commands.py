@@ -27,6 +27,7 @@ from factory.cli.common import (  # noqa: F401  (EXIT_* and console are the CLI'
 )
 from factory.cli.flags import with_settings
 from factory.core.settings import flatten, from_flat
+from factory.generate.evaluate import EVAL_DEFAULTS, EVAL_SETTINGS, eval_config, evaluate
 from factory.generate.runner import GenerateConfig
 
 # Generate's flags are GenerateConfig's settings (its sampling's and backend options' too); the Ray
@@ -210,12 +211,6 @@ def _add_train_commands() -> None:
 _add_train_commands()
 
 
-# The options eval shares with generate; its sampling defaults are GRPO's rollouts', not generate's.
-EVAL = [leaf for leaf in GENERATE
-        if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
-                        "limit", "seed", "prompt_mode", "map", "backend"}
-        or leaf.path[0] == "backend_options"]
-EVAL_DEFAULTS = {"problems": "builtin:arithmetic?n=200&seed=99", "temperature": 1.0, "top_p": 1.0, "max_tokens": 256}
 EVAL_HELP = {
     "problems": "Problem source, as for generate.",
     "temperature": "Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; "
@@ -228,23 +223,17 @@ EVAL_HELP = {
 
 @app.command("eval")
 @user_errors
-@with_settings(EVAL, EVAL_DEFAULTS, EVAL_HELP)
+@with_settings(EVAL_SETTINGS, EVAL_DEFAULTS, EVAL_HELP)
 def eval_(
     settings: dict[str, Any],
     k: Annotated[int | None, typer.Option(help="k of pass@k (default: n).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """pass@1 and pass@k of a model, scored by the same verifiers as filters and rewards."""
-    from factory.generate.evaluate import evaluate
-
-    config = from_flat(GenerateConfig, settings, "factory eval", EVAL)
+    config = eval_config(settings)
     if config.backend == "vllm" and not config.model:
         raise FactoryError("the vllm backend needs --model: a model folder or a hub id")
-    s = config.sampling
-    result = evaluate(config.model, config.problems, n=s.n, k=k, template=config.template, temperature=s.temperature,
-                      max_tokens=s.max_tokens, seed=s.seed, limit=config.limit, backend=config.backend, top_p=s.top_p,
-                      prompt_mode=config.prompt_mode, mapping=config.mapping, backend_options=config.backend_options,
-                      log=lambda m: err.print(m))
+    result = evaluate(config, k=k, log=lambda m: err.print(m))
     if json_out:
         _print_json(result)
         return
