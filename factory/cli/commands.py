@@ -26,9 +26,10 @@ from factory.cli.common import (  # noqa: F401  (EXIT_* and console are the CLI'
     user_errors,
 )
 from factory.cli.flags import with_settings
-from factory.core.settings import flatten, from_flat
+from factory.core.settings import flatten, from_flat, help_of
 from factory.generate.evaluate import EVAL_DEFAULTS, EVAL_SETTINGS, eval_config, evaluate
 from factory.generate.runner import GenerateConfig
+from factory.problems.importer import ImportConfig
 
 # Generate's flags are GenerateConfig's settings (its sampling's and backend options' too); the Ray
 # filter tasks' option is filter's, not generate's.
@@ -64,36 +65,24 @@ def generate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+# Import's flags are ImportConfig's settings; its source is the command's first argument.
+IMPORT = [leaf for leaf in flatten(ImportConfig) if leaf.key != "source"]
+IMPORT_SOURCE = next(leaf for leaf in flatten(ImportConfig) if leaf.key == "source")
+
+
 @app.command("import")
 @user_errors
+@with_settings(IMPORT)
 def import_(
-    source: Annotated[str, typer.Argument(
-        help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], with a completion "
-             "column (text or list of texts) or chat messages.")],
+    source: Annotated[str, typer.Argument(help=help_of(IMPORT_SOURCE.field))],
     run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
-    format_: Annotated[str, typer.Option(
-        "--format", "-f",
-        help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
-    mapping: Annotated[list[str] | None, typer.Option(
-        "--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, "
-                      "finish_reason, completion_tokens, prefill, model.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N rows.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
-    tokenizer: Annotated[str | None, typer.Option(
-        help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
-    allow_empty: Annotated[bool, typer.Option(
-        help="Keep empty completions as failed samples instead of refusing the source.")] = False,
+    settings: dict[str, Any],
 ) -> None:
     """Curate generations made elsewhere: they become a run that filter, show, report, export and train read."""
     from factory.core.shards import resolve_run
-    from factory.problems.importer import IMPORT_FIELDS, ImportConfig, import_generations
-    from factory.problems.sources import FIELDS, parse_mapping
+    from factory.problems.importer import import_generations
 
-    fields = parse_mapping(mapping, (*FIELDS, *IMPORT_FIELDS))
-    config = ImportConfig(source=source, format=format_, model=model, mapping=fields, limit=limit,
-                          shard_size=shard_size, tokenizer=tokenizer, allow_empty=allow_empty)
+    config = from_flat(ImportConfig, {**settings, "source": source}, "factory import")
     run_dir = resolve_run(run)
     result = import_generations(config, run_dir, log=lambda m: err.print(m))
     formats = ", ".join(f"{name} {count}" for name, count in sorted(result.formats.items(), key=lambda kv: -kv[1]))
