@@ -26,7 +26,8 @@ from factory.cli.common import (  # noqa: F401  (EXIT_* and console are the CLI'
     user_errors,
 )
 from factory.cli.flags import with_settings
-from factory.core.settings import flatten, from_flat, help_of
+from factory.core.settings import flatten, from_flat, help_of, validated
+from factory.filter.config import FilterConfig
 from factory.generate.evaluate import EVAL_DEFAULTS, EVAL_SETTINGS, eval_config, evaluate
 from factory.generate.runner import GenerateConfig
 from factory.problems.importer import ImportConfig
@@ -92,35 +93,33 @@ def import_(
                   highlight=False, soft_wrap=True)
 
 
+# Filter's flags are FilterConfig's settings, but the Ray options that size vLLM replicas.
+FILTER = [leaf for leaf in flatten(FilterConfig) if leaf.key not in ("replicas", "num_gpus")]
+
+
 @app.command("filter")
 @user_errors
+@with_settings(FILTER)
 def filter_(
     run: Annotated[str, typer.Argument(help="Run name or path (its generated shards are filtered).")],
-    chain: Annotated[str, typer.Option(
-        "--chain", "-c", help="Chain name (see `factory chains`) or path to a chain .yaml.")] = "cold_start",
-    workers: Annotated[int | None, typer.Option(
-        help="Worker processes for per-sample steps (default: all cores).")] = None,
+    settings: dict[str, Any],
     redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
-    chains_dir: Annotated[list[Path] | None, typer.Option(
-        help="Extra folder of chain .yaml files (searched first).")] = None,
-    executor: Annotated[Executor, typer.Option(
-        help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
-    ray_address: Annotated[str | None, typer.Option(
-        help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
     from rich.progress import Progress
 
     from factory.core.shards import done_shards, resolve_run
-    from factory.filter.chain import load_chain, run_chain
+    from factory.filter.chain import run_chain
+    from factory.filter.config import configured_chain
     from factory.filter.funnel import print_funnel
 
+    config = validated(from_flat(FilterConfig, settings, "factory filter", FILTER), "factory filter")
     run_dir = resolve_run(run)
-    loaded = load_chain(chain, chains_dir)
+    chain = configured_chain(config, run_dir)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("filter", total=len(done_shards(run_dir, "generated")))
-        funnel = run_chain(run_dir, loaded, workers=workers, redo=redo, log=lambda m: err.print(m),
-                           executor=executor, executor_options={"address": ray_address} if ray_address else {},
+        funnel = run_chain(run_dir, chain, workers=config.workers, redo=redo, log=lambda m: err.print(m),
+                           executor=config.executor, executor_options=config.executor_options,
                            on_shard=lambda k: progress.advance(task, k))
     print_funnel(funnel, console)
     failed = sum(count for step in funnel["steps"] for reason, count in step["rejected"].items() if reason in FAILURES)
