@@ -227,20 +227,16 @@ def sample_rows(
                 "sampling": config.sampling.as_dict(),
                 "error": c.error,
                 "scores": "{}",
-                "metadata": json.dumps(
-                    {
-                        "prompt_mode": mode,
-                        "backend": backend.name,
-                        # The part of the model's turn that was in the prompt; format checks need it.
-                        "prefill": prefill,
-                        # The format the completion is in (what `auto` detected, when it could).
-                        "format": parsed.format if parsed and parsed.format else template.format,
-                        "messages": messages,
-                        "context": context,
-                    },
-                    ensure_ascii=False,
-                    default=str,
-                ),
+                "metadata": {  # written as JSON by to_table
+                    "prompt_mode": mode,
+                    "backend": backend.name,
+                    # The part of the model's turn that was in the prompt; format checks need it.
+                    "prefill": prefill,
+                    # The format the completion is in (what `auto` detected, when it could).
+                    "format": parsed.format if parsed and parsed.format else template.format,
+                    "messages": messages,
+                    "context": context,
+                },
             }
         )
     return rows

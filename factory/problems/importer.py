@@ -198,10 +198,10 @@ def _sample(p: Problem, model: str, text: Any, j: int, row: dict[str, Any], cols
         "finish_reason": str(finish) if finish is not None else None,
         "prompt_tokens": None, "completion_tokens": int(tokens) if tokens is not None else counter(text),
         "model": model, "sampling": None, "error": error, "scores": "{}",
-        "metadata": json.dumps({"backend": "import", "prefill": prefill,
-                                "format": parsed.format if parsed and parsed.format else config.format,
-                                **({"messages": prompt} if prompt else {}),
-                                "context": context}, ensure_ascii=False, default=str),
+        "metadata": {"backend": "import", "prefill": prefill,  # written as JSON by to_table
+                     "format": parsed.format if parsed and parsed.format else config.format,
+                     **({"messages": prompt} if prompt else {}),
+                     "context": context},
     }
 
 
@@ -243,7 +243,7 @@ def import_generations(config: ImportConfig, run_dir: Path,
     samples = list(_samples(rows, config, _token_counter(config.tokenizer)))
     result = ImportResult(run_dir, samples=len(samples), empty=sum(s["error"] is not None for s in samples))
     for s in samples:
-        fmt = json.loads(s["metadata"])["format"]
+        fmt = s["metadata"]["format"]
         result.formats[fmt] = result.formats.get(fmt, 0) + 1
     with run_lock(run_dir):
         shards.check_run(run_dir, fingerprint_config, fingerprint)
