@@ -1,9 +1,9 @@
 """`factory run RECIPE.yaml`: every stage a recipe names, into one run folder, safe to repeat.
 
 A recipe is YAML with a run name and stages: `generate` (the settings of `factory
-generate`; `template` may list several), `filter` (a chain, plus optional `decontaminate`
-benchmark files and `dedup` settings), `train` (`sft` and/or `grpo` settings, optional) and
-`export` (a folder, optional). `--set generate.model=PATH` overrides any setting; `--set
+generate`; `template` may list several), `filter` (the settings of `factory filter`: a chain,
+optional `decontaminate` benchmark files and `dedup` settings), `train` (`sft` and/or `grpo`
+settings, optional) and `export` (a folder, optional). `--set generate.model=PATH` overrides any setting; `--set
 train=null` drops a stage. Each stage is idempotent and resumable, so a scheduler can start the
 same recipe again and again: after success it does nothing and says so; after a crash it
 resumes. The whole recipe holds the run's lock, and logs go to RUN/logs/.
@@ -17,28 +17,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from factory.core import shards
 from factory.core.errors import FactoryError
 from factory.core.files import parse_yaml_value, read_yaml_file
 from factory.core.sample import stable_hash
-from factory.core.settings import check
+from factory.core.settings import Flat, check, check_flat, flatten, from_flat, validated
 from factory.executors import check_executor, check_ray_options
+from factory.filter.chain import run_chain
+from factory.filter.config import FilterConfig, configured_chain
+from factory.generate.runner import GenerateConfig, plan_run, run_generation
 
 STAGES = ("generate", "filter", "train", "export")
+# The stages whose settings are one config class; where they run is the recipe's own `executor` and `ray`.
+CONFIGS: dict[str, type] = {"generate": GenerateConfig, "filter": FilterConfig}
 
 
-def generate_settings() -> list[Any]:
-    """A recipe's `generate:` keys: every GenerateConfig setting (sampling and backend options
-    included) but where to run, which are the recipe's own `executor` and `ray`."""
-    from factory.core.settings import flatten
-    from factory.generate.runner import GenerateConfig
-
-    return [leaf for leaf in flatten(GenerateConfig) if leaf.path[0] not in ("executor", "executor_options")]
+def stage_settings(cls: type) -> list[Flat]:
+    """A stage's recipe keys: every setting of its config (nested ones included) but where to run."""
+    return [leaf for leaf in flatten(cls) if leaf.path[0] not in ("executor", "executor_options")]
 
 
-FILTER_KEYS = {"chain", "decontaminate", "dedup"}
+def generate_settings() -> list[Flat]:
+    return stage_settings(GenerateConfig)
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -> None:
@@ -63,21 +63,8 @@ def apply_overrides(recipe: dict[str, Any], overrides: list[str], where: Path) -
             del node[leaf]
 
 
-def _check_generate(g: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The generate settings, checked like every other setting (YAML reads 1e-5 as a string)."""
-    from factory.core.settings import check_flat, from_flat
-    from factory.generate.runner import GenerateConfig
-
-    g = dict(g)
-    template = g.get("template")
-    if isinstance(template, list) and all(isinstance(t, str) for t in template):  # several templates, as a list
-        g["template"] = ",".join(template)
-    checked = check_flat(generate_settings(), g, f"{path}: generate")
-    from_flat(GenerateConfig, checked, f"{path}: generate", generate_settings())  # backend options' own checks
-    return checked
-
-
 def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The recipe, every stage's settings checked by its own settings class."""
     if not path.is_file():
         raise FactoryError(f"{path}: no such recipe; the shipped ones are in recipes/")
     recipe = read_yaml_file(path) or {}
@@ -104,85 +91,48 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> dict[str, Any
     for stage in STAGES:
         if stage in recipe and not isinstance(recipe[stage], dict):
             raise FactoryError(f"{path}: `{stage}` must be a mapping of settings, not {recipe[stage]!r}")
-    for kind in ("sft", "grpo"):
-        if (recipe.get("train") or {}).get(kind) is not None and not isinstance(recipe["train"][kind], dict):
-            raise FactoryError(f"{path}: `train.{kind}` must be a mapping of settings, not {recipe['train'][kind]!r}")
-    if "generate" in recipe:
-        recipe["generate"] = _check_generate(recipe["generate"], path)
-    from factory.train.config import GRPOConfig, SFTConfig
-
-    train = recipe.get("train") or {}
-    if set(train) - {"sft", "grpo"}:
-        raise FactoryError(f"{path}: `train` holds `sft` and/or `grpo` settings")
-    for kind, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
-        if kind in train:
-            train[kind] = check(cls, train[kind] or {}, f"{path}: train.{kind} (see `factory train {kind} --help`)")
+    template = recipe.get("generate", {}).get("template")
+    if isinstance(template, list) and all(isinstance(t, str) for t in template):  # several templates, as a list
+        recipe["generate"]["template"] = ",".join(template)
+    for stage, cls in CONFIGS.items():
+        if stage in recipe:  # checked like every other setting (YAML reads 1e-5 as a string)
+            where = f"{path}: {stage}"
+            recipe[stage] = check_flat(stage_settings(cls), recipe[stage], where)
+            validated(stage_config(recipe, stage, where), where)
+    _check_train(recipe.get("train"), path)
     if "export" in recipe and not isinstance(recipe["export"].get("to"), str):
         raise FactoryError(f"{path}: `export` needs `to: FOLDER`")
-    settings = recipe.get("filter") or {}
-    bad = set(settings) - FILTER_KEYS
-    if bad:
-        raise FactoryError(f"{path}: unknown filter setting(s) {', '.join(sorted(bad))}; "
-                           f"settings are {', '.join(sorted(FILTER_KEYS))}")
-    decontaminate = settings.get("decontaminate")
-    if decontaminate is not None and not isinstance(decontaminate, (str, list)):
-        raise FactoryError(f"{path}: filter.decontaminate is a benchmark file or a list of them, not {decontaminate!r}")
-    if not isinstance(settings.get("dedup", {}), (bool, dict)):
-        raise FactoryError(f"{path}: filter.dedup is false or a mapping of dedup settings, not {settings['dedup']!r}")
     return recipe
 
 
-def _first_global(steps: list[Any], name: Callable[[Any], str]) -> int:
-    from factory.filter.steps import GLOBAL
+def _check_train(train: dict[str, Any] | None, path: Path) -> None:
+    from factory.train.config import GRPOConfig, SFTConfig
 
-    return next((i for i, s in enumerate(steps) if name(s) in GLOBAL), len(steps))
-
-
-def recipe_chain(recipe: dict[str, Any], run_dir: Path) -> Any:
-    """The recipe's chain; with `decontaminate` or `dedup` set, a copy of it written to RUN/chain.yaml."""
-    from factory.filter.chain import load_chain
-
-    settings = recipe["filter"] or {}
-    base = load_chain(str(settings.get("chain", "cold_start")))
-    if "decontaminate" not in settings and "dedup" not in settings:
-        return base
-    data = read_yaml_file(base.path)
-
-    def name(step: Any) -> str:
-        return step if isinstance(step, str) else next(iter(step))
-
-    steps = data["steps"]
-    if "dedup" in settings:  # replace the chain's dedup (false: no dedup)
-        at = next((i for i, s in enumerate(steps) if name(s) == "dedup"), None)
-        steps = [s for s in steps if name(s) != "dedup"]
-        if settings["dedup"] is not False:
-            dedup = {"dedup": settings["dedup"] if isinstance(settings["dedup"], dict) else {}}
-            steps.insert(at if at is not None else _first_global(steps, name), dedup)
-    if settings.get("decontaminate"):
-        benchmarks = settings["decontaminate"]
-        steps.insert(_first_global(steps, name), {"decontaminate": {
-            "benchmarks": [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)}})
-    data["steps"] = steps
-    data["name"] = f"{base.name}+recipe"
-    path = run_dir / "chain.yaml"
-    shards.atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())
-    return load_chain(str(path))
+    train = train or {}
+    if set(train) - {"sft", "grpo"}:
+        raise FactoryError(f"{path}: `train` holds `sft` and/or `grpo` settings")
+    for kind, cls in (("sft", SFTConfig), ("grpo", GRPOConfig)):
+        if train.get(kind) is not None and not isinstance(train[kind], dict):
+            raise FactoryError(f"{path}: `train.{kind}` must be a mapping of settings, not {train[kind]!r}")
+        if kind in train:
+            train[kind] = check(cls, train[kind] or {}, f"{path}: train.{kind} (see `factory train {kind} --help`)")
 
 
-def generate_config(recipe: dict[str, Any]) -> Any:
-    from factory.core.settings import from_flat
-    from factory.generate.runner import GenerateConfig
-
-    config = from_flat(GenerateConfig, recipe["generate"], "generate", generate_settings())
+def stage_config(recipe: dict[str, Any], stage: str, where: str | None = None) -> Any:
+    """The stage's config from its recipe settings, run where the recipe says."""
+    cls = CONFIGS[stage]
+    config = from_flat(cls, recipe[stage], where or stage, stage_settings(cls))
     config.executor = recipe.get("executor", "local")
     config.executor_options = dict(recipe.get("ray") or {})
     return config
 
 
+def generate_config(recipe: dict[str, Any]) -> GenerateConfig:
+    return stage_config(recipe, "generate")
+
+
 def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     """What each stage would do now, without doing it (for --dry-run)."""
-    from factory.generate.runner import plan_run
-
     steps = []
     if "generate" in recipe:
         config = generate_config(recipe)
@@ -194,7 +144,7 @@ def plan(recipe: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     if "filter" in recipe:
         gen = len(shards.done_shards(run_dir, "generated"))
         cur = len(shards.done_shards(run_dir, "curated"))
-        steps.append({"stage": "filter", "chain": (recipe["filter"] or {}).get("chain", "cold_start"),
+        steps.append({"stage": "filter", "chain": stage_config(recipe, "filter").chain,
                       "shards_done": cur, "shards": gen, "funnel": (run_dir / "funnel.json").exists(),
                       "executor": recipe.get("executor", "local")})
     for kind in ("sft", "grpo"):
@@ -266,18 +216,15 @@ def run_recipe(recipe: dict[str, Any], log: Callable[[str], None], redo_filter: 
             log(message)
 
         if "generate" in recipe:
-            from factory.generate.runner import run_generation
-
             r = run_generation(generate_config(recipe), run_dir, log=both)
             summary["stages"].append({"stage": "generate", "written": r.shards_written, "samples": r.samples,
                                       "errors": r.errors, "already_done": r.shards_written == 0})
         if "filter" in recipe:
-            from factory.filter.chain import run_chain
-
             filtered = (run_dir / "funnel.json").exists() and len(shards.done_shards(run_dir, "curated")) == len(
                 shards.done_shards(run_dir, "generated"))
-            funnel = run_chain(run_dir, recipe_chain(recipe, run_dir), log=both, redo=redo_filter,
-                               executor=recipe.get("executor", "local"), executor_options=dict(recipe.get("ray") or {}))
+            config = stage_config(recipe, "filter")
+            funnel = run_chain(run_dir, configured_chain(config, run_dir), workers=config.workers, log=both,
+                               redo=redo_filter, executor=config.executor, executor_options=config.executor_options)
             from factory.inspect.report import write_report
 
             report = write_report(run_dir)  # cheap (DuckDB aggregates), so always current

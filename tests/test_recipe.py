@@ -84,3 +84,20 @@ def test_recipe_adds_decontamination_and_replaces_dedup(tmp_path: Path, runs_dir
     assert decon["rejected"] == {"benchmark_overlap": sum(1 for r in read_samples(runs_dir / "r", "rejected")
                                                           if r["rejected_by"] == "decontaminate")}
     assert decon["rejected"]["benchmark_overlap"] > 0
+
+
+def test_filter_flags_change_the_chain_as_a_recipe_does(tmp_path: Path, runs_dir: Path, cli):
+    for run in ("a", "b"):
+        make_run(runs_dir / run)
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"problem": "unrelated " * 20}) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"run: a\nfilter: {{chain: cold_start, decontaminate: '{bench}', dedup: false}}\n")
+    assert cli("run", str(recipe)).exit_code == 0
+    flags = cli("filter", "b", "--decontaminate", str(bench), "--no-dedup")
+    assert flags.exit_code == 0, flags.output
+    assert (runs_dir / "a" / "chain.yaml").read_bytes() == (runs_dir / "b" / "chain.yaml").read_bytes()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: a\nfilter: {dedup: maybe}\n")
+    result = cli("run", str(bad))
+    assert result.exit_code == 2 and "filter: dedup='maybe' is not valid" in result.output, result.output

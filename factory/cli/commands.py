@@ -26,8 +26,11 @@ from factory.cli.common import (  # noqa: F401  (EXIT_* and console are the CLI'
     user_errors,
 )
 from factory.cli.flags import with_settings
-from factory.core.settings import flatten, from_flat
+from factory.core.settings import flatten, from_flat, help_of, validated
+from factory.filter.config import FilterConfig
+from factory.generate.evaluate import EVAL_DEFAULTS, EVAL_SETTINGS, eval_config, evaluate
 from factory.generate.runner import GenerateConfig
+from factory.problems.importer import ImportConfig
 
 # Generate's flags are GenerateConfig's settings (its sampling's and backend options' too); the Ray
 # filter tasks' option is filter's, not generate's.
@@ -63,36 +66,24 @@ def generate(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+# Import's flags are ImportConfig's settings; its source is the command's first argument.
+IMPORT = [leaf for leaf in flatten(ImportConfig) if leaf.key != "source"]
+IMPORT_SOURCE = next(leaf for leaf in flatten(ImportConfig) if leaf.key == "source")
+
+
 @app.command("import")
 @user_errors
+@with_settings(IMPORT)
 def import_(
-    source: Annotated[str, typer.Argument(
-        help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], with a completion "
-             "column (text or list of texts) or chat messages.")],
+    source: Annotated[str, typer.Argument(help=help_of(IMPORT_SOURCE.field))],
     run: Annotated[str, typer.Argument(help="Run name (folder under data/runs/) or path to a run folder.")],
-    format_: Annotated[str, typer.Option(
-        "--format", "-f",
-        help="Output format of the completions (see `factory formats`); auto detects it per sample.")] = "auto",
-    model: Annotated[str, typer.Option(
-        "--model", "-m", help="Who wrote the completions, recorded in every sample.")] = "unknown",
-    mapping: Annotated[list[str] | None, typer.Option(
-        "--map", help="FIELD=COLUMN for problem, answer, tests, task, id, completion, messages, reasoning, "
-                      "finish_reason, completion_tokens, prefill, model.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Import only the first N rows.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 2048,
-    tokenizer: Annotated[str | None, typer.Option(
-        help="Tokenizer (model folder or hub id) to count completion tokens when the source has none.")] = None,
-    allow_empty: Annotated[bool, typer.Option(
-        help="Keep empty completions as failed samples instead of refusing the source.")] = False,
+    settings: dict[str, Any],
 ) -> None:
     """Curate generations made elsewhere: they become a run that filter, show, report, export and train read."""
     from factory.core.shards import resolve_run
-    from factory.problems.importer import IMPORT_FIELDS, ImportConfig, import_generations
-    from factory.problems.sources import FIELDS, parse_mapping
+    from factory.problems.importer import import_generations
 
-    fields = parse_mapping(mapping, (*FIELDS, *IMPORT_FIELDS))
-    config = ImportConfig(source=source, format=format_, model=model, mapping=fields, limit=limit,
-                          shard_size=shard_size, tokenizer=tokenizer, allow_empty=allow_empty)
+    config = from_flat(ImportConfig, {**settings, "source": source}, "factory import")
     run_dir = resolve_run(run)
     result = import_generations(config, run_dir, log=lambda m: err.print(m))
     formats = ", ".join(f"{name} {count}" for name, count in sorted(result.formats.items(), key=lambda kv: -kv[1]))
@@ -102,35 +93,33 @@ def import_(
                   highlight=False, soft_wrap=True)
 
 
+# Filter's flags are FilterConfig's settings, but the Ray options that size vLLM replicas.
+FILTER = [leaf for leaf in flatten(FilterConfig) if leaf.key not in ("replicas", "num_gpus")]
+
+
 @app.command("filter")
 @user_errors
+@with_settings(FILTER)
 def filter_(
     run: Annotated[str, typer.Argument(help="Run name or path (its generated shards are filtered).")],
-    chain: Annotated[str, typer.Option(
-        "--chain", "-c", help="Chain name (see `factory chains`) or path to a chain .yaml.")] = "cold_start",
-    workers: Annotated[int | None, typer.Option(
-        help="Worker processes for per-sample steps (default: all cores).")] = None,
+    settings: dict[str, Any],
     redo: Annotated[bool, typer.Option(help="Replace the outputs of an earlier filtering with another chain.")] = False,
-    chains_dir: Annotated[list[Path] | None, typer.Option(
-        help="Extra folder of chain .yaml files (searched first).")] = None,
-    executor: Annotated[Executor, typer.Option(
-        help="local (worker processes), or ray: per-sample steps as Ray Data tasks (same output).")] = "local",
-    ray_address: Annotated[str | None, typer.Option(
-        help="ray: cluster to join (default: RAY_ADDRESS, else a local one).")] = None,
 ) -> None:
     """Rejection sampling: write curated/ (kept) and rejected/ (with reasons) shards and the funnel."""
     from rich.progress import Progress
 
     from factory.core.shards import done_shards, resolve_run
-    from factory.filter.chain import load_chain, run_chain
+    from factory.filter.chain import run_chain
+    from factory.filter.config import configured_chain
     from factory.filter.funnel import print_funnel
 
+    config = validated(from_flat(FilterConfig, settings, "factory filter", FILTER), "factory filter")
     run_dir = resolve_run(run)
-    loaded = load_chain(chain, chains_dir)
+    chain = configured_chain(config, run_dir)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("filter", total=len(done_shards(run_dir, "generated")))
-        funnel = run_chain(run_dir, loaded, workers=workers, redo=redo, log=lambda m: err.print(m),
-                           executor=executor, executor_options={"address": ray_address} if ray_address else {},
+        funnel = run_chain(run_dir, chain, workers=config.workers, redo=redo, log=lambda m: err.print(m),
+                           executor=config.executor, executor_options=config.executor_options,
                            on_shard=lambda k: progress.advance(task, k))
     print_funnel(funnel, console)
     failed = sum(count for step in funnel["steps"] for reason, count in step["rejected"].items() if reason in FAILURES)
@@ -210,12 +199,6 @@ def _add_train_commands() -> None:
 _add_train_commands()
 
 
-# The options eval shares with generate; its sampling defaults are GRPO's rollouts', not generate's.
-EVAL = [leaf for leaf in GENERATE
-        if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
-                        "limit", "seed", "prompt_mode", "map", "backend"}
-        or leaf.path[0] == "backend_options"]
-EVAL_DEFAULTS = {"problems": "builtin:arithmetic?n=200&seed=99", "temperature": 1.0, "top_p": 1.0, "max_tokens": 256}
 EVAL_HELP = {
     "problems": "Problem source, as for generate.",
     "temperature": "Sampling temperature. 1.0 (not generate's 0.7): pass@k of the policy as GRPO samples it; "
@@ -228,23 +211,17 @@ EVAL_HELP = {
 
 @app.command("eval")
 @user_errors
-@with_settings(EVAL, EVAL_DEFAULTS, EVAL_HELP)
+@with_settings(EVAL_SETTINGS, EVAL_DEFAULTS, EVAL_HELP)
 def eval_(
     settings: dict[str, Any],
     k: Annotated[int | None, typer.Option(help="k of pass@k (default: n).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """pass@1 and pass@k of a model, scored by the same verifiers as filters and rewards."""
-    from factory.generate.evaluate import evaluate
-
-    config = from_flat(GenerateConfig, settings, "factory eval", EVAL)
+    config = eval_config(settings)
     if config.backend == "vllm" and not config.model:
         raise FactoryError("the vllm backend needs --model: a model folder or a hub id")
-    s = config.sampling
-    result = evaluate(config.model, config.problems, n=s.n, k=k, template=config.template, temperature=s.temperature,
-                      max_tokens=s.max_tokens, seed=s.seed, limit=config.limit, backend=config.backend, top_p=s.top_p,
-                      prompt_mode=config.prompt_mode, mapping=config.mapping, backend_options=config.backend_options,
-                      log=lambda m: err.print(m))
+    result = evaluate(config, k=k, log=lambda m: err.print(m))
     if json_out:
         _print_json(result)
         return

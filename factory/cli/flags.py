@@ -41,6 +41,14 @@ def flags_of(leaf: Flat) -> tuple[str, ...]:
     return leaf.field.metadata.get("flags") or ("--" + leaf.key.replace("_", "-"),)
 
 
+def _option_names(leaf: Flat) -> tuple[str, ...]:
+    """The flags as typer takes them: a true-or-false setting gets its --no- form, or it could only be turned on."""
+    first, *rest = flags_of(leaf)
+    if _present(leaf.hint) is bool:
+        first = f"{first}/--no-{first.removeprefix('--')}"
+    return (first, *rest)
+
+
 def parameters(leaves: Iterable[Flat], defaults: dict[str, Any] | None = None,
                helps: dict[str, str] | None = None) -> list[inspect.Parameter]:
     """Keyword parameters for typer; `defaults` and `helps` override a leaf's, for a command whose
@@ -53,7 +61,7 @@ def parameters(leaves: Iterable[Flat], defaults: dict[str, Any] | None = None,
         params.append(inspect.Parameter(
             leaf.key, inspect.Parameter.KEYWORD_ONLY, default=None,
             annotation=Annotated[_flag_type(leaf.hint), typer.Option(
-                *flags_of(leaf), help=text, show_default=False,
+                *_option_names(leaf), help=text, show_default=False,
                 metavar="KEY=VALUE" if typing.get_origin(_present(leaf.hint)) is dict else None)],
         ))
     return params

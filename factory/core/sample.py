@@ -113,9 +113,25 @@ def request_seed(run_seed: int, problem_id: str, template: str) -> int:
 
 
 def row_meta(row: dict[str, Any]) -> dict[str, Any]:
-    """A sample's metadata as a dict: stored as a JSON string in shards, passed as a dict in memory (GRPO)."""
+    """A sample's metadata as a dict: rows read for processing hold it parsed (`with_parsed_meta`), as
+    rows made in memory do (generation, GRPO); a row read straight from a shard holds its JSON text."""
     meta = row.get("metadata") or {}
     return json.loads(meta) if isinstance(meta, str) else meta
+
+
+def with_parsed_meta(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with their metadata parsed once, in place, for steps that each read it; `to_table` writes it back."""
+    for row in rows:
+        meta = row.get("metadata")
+        if isinstance(meta, str) and meta:
+            row["metadata"] = json.loads(meta)
+    return rows
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    """Metadata as shards store it: the one encoding, so a sample read, parsed and written again keeps its
+    bytes (and a run folder its hashes)."""
+    return json.dumps(meta, ensure_ascii=False, default=str)
 
 
 def prefilled_completion(row: dict[str, Any]) -> str:
@@ -124,6 +140,7 @@ def prefilled_completion(row: dict[str, Any]) -> str:
 
 
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Build a table with exactly SCHEMA from row dicts (missing keys become null)."""
+    """Build a table with exactly SCHEMA from row dicts (missing keys become null, metadata dicts JSON)."""
     columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
+    columns["metadata"] = [meta_json(m) if isinstance(m, dict) else m for m in columns["metadata"]]
     return pa.Table.from_pydict(columns, schema=SCHEMA)

@@ -133,10 +133,10 @@ def check(cls: type, values: Mapping[str, Any] | None, where: str) -> dict[str, 
 
 def build(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     """Check the values, make the object and run its `validate()`; every error names `where`."""
-    return _validated(cls(**check(cls, values, where)), where)
+    return validated(cls(**check(cls, values, where)), where)
 
 
-def _validated(obj: Any, where: str) -> Any:
+def validated(obj: Any, where: str) -> Any:
     """Run the object's `validate()`, if it has one, with `where` in front of its error."""
     validate = getattr(obj, "validate", None)
     if validate is not None:
@@ -216,7 +216,7 @@ def _make(cls: type, values: dict[str, Any], where: str) -> Any:
             if f.name in values:
                 kwargs[f.name] = values[f.name]
             continue
-        made = _validated(_make(inner, values.get(f.name, {}), where), where)
+        made = validated(_make(inner, values.get(f.name, {}), where), where)
         if f.metadata.get("options"):
             made = {k: v for k, v in dataclasses.asdict(made).items() if v is not None}
         kwargs[f.name] = made

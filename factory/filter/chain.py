@@ -29,7 +29,7 @@ from factory.core.assets import shipped_dir
 from factory.core.crash import crash_point
 from factory.core.errors import FactoryError
 from factory.core.files import read_yaml_file
-from factory.core.sample import SCHEMA, to_table
+from factory.core.sample import SCHEMA, to_table, with_parsed_meta
 from factory.executors import Executor, ShardJobs, get_executor
 from factory.filter.step_stats import StepStats
 from factory.filter.steps import GLOBAL, PER_SAMPLE, STEPS, step_class
@@ -173,7 +173,7 @@ def filter_shard(run_dir: str, index: int, chain_path: str) -> dict[str, Any]:
     run = Path(run_dir)
     source = shards.shard_path(run, "generated", index)
     try:
-        samples = pq.read_table(source, schema=SCHEMA).to_pylist()
+        samples = with_parsed_meta(pq.read_table(source, schema=SCHEMA).to_pylist())
     except Exception as e:  # a corrupt shard is bad input, reported with its path
         raise FactoryError(f"{source}: cannot read shard ({str(e).splitlines()[0]}); "
                            "regenerate it by deleting it and its .done marker") from None
@@ -193,7 +193,7 @@ def load_chain_text(text: str) -> Chain:
 
 def filter_shard_bytes(index: int, shard: bytes, chain_text: str) -> tuple[int, list, list, list[StepStats]]:
     """Remote worker: the chain's per-sample steps over a shard sent as bytes; the rows come back."""
-    samples = pq.read_table(io.BytesIO(shard), schema=SCHEMA).to_pylist()
+    samples = with_parsed_meta(pq.read_table(io.BytesIO(shard), schema=SCHEMA).to_pylist())
     return (index, *filter_samples(samples, load_chain_text(chain_text)))
 
 

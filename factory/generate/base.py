@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from factory.core.registry import Registry
 from factory.core.sample import Sampling
@@ -61,6 +61,11 @@ BACKENDS: Registry[Callable[..., Backend]] = Registry("backend")
 BACKENDS.register("vllm", "factory.generate.vllm_backend:VLLMBackend", help="offline vLLM engine on local GPUs")
 BACKENDS.register("openai", "factory.generate.openai_backend:OpenAIBackend", help="any OpenAI-compatible server")
 
+# A backend setting's type, made from the registry so registering a backend is the only place to name it;
+# a Literal, so YAML values are checked against it and a flag lists the choices.
+BackendName = Literal[tuple(BACKENDS.names())]  # type: ignore[valid-type]
+BACKEND_HELP = "; ".join(f"{name}: {text}" for name, text in BACKENDS.items()) + "."
+
 
 @dataclass
 class BackendOptions:
@@ -73,6 +78,7 @@ class BackendOptions:
     concurrency: int = setting(32, "openai backend: requests in flight at most (each asks for all n samples).")
     max_retries: int = setting(4, "openai backend: retries of a failed request (exponential backoff, honouring "
                                "Retry-After).")
+    timeout: float = setting(600.0, "openai backend: seconds one request may take before it fails (and is retried).")
 
     def validate(self) -> None:
         from factory.core.errors import FactoryError
@@ -81,6 +87,12 @@ class BackendOptions:
             raise FactoryError(f"concurrency={self.concurrency} must be >= 1")
         if self.max_retries < 0:
             raise FactoryError(f"max_retries={self.max_retries} must be >= 0")
+        if self.timeout <= 0:
+            raise FactoryError(f"timeout={self.timeout} must be > 0")
+
+
+# The defaults a backend falls back on for options its caller leaves out (the judge passes only base_url).
+BACKEND_DEFAULTS = BackendOptions()
 
 
 def open_backend(name: str, model: str, options: dict[str, Any]) -> Backend:

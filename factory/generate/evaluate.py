@@ -13,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from factory.core import shards
-from factory.core.sample import Sampling, model_digest, stable_hash
+from factory.core.errors import FactoryError
+from factory.core.sample import model_digest, stable_hash
+from factory.core.settings import flatten, from_flat
 from factory.generate.runner import GenerateConfig, run_generation
+
+# The settings eval shares with generate; its defaults are generate's but for the problems and the
+# sampling, which are GRPO's rollouts' (pass@k of the policy as it samples), not generate's.
+EVAL_SETTINGS = [leaf for leaf in flatten(GenerateConfig)
+                 if leaf.key in {"model", "problems", "n", "template", "temperature", "top_p", "max_tokens",
+                                 "limit", "seed", "prompt_mode", "map", "backend"}
+                 or leaf.path[0] == "backend_options"]
+EVAL_DEFAULTS = {"problems": "builtin:arithmetic?n=200&seed=99", "temperature": 1.0, "top_p": 1.0, "max_tokens": 256}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -24,26 +34,24 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def evaluate(
-    model: str, problems: str, n: int = 4, k: int | None = None, template: str = "r1_zero",
-    temperature: float = 1.0, max_tokens: int = 256, seed: int = 0, limit: int | None = None,
-    run_dir: Path | None = None, backend: str = "vllm", backend_options: dict[str, Any] | None = None,
-    log: Any = lambda _m: None, top_p: float = 1.0, mapping: dict[str, str] | None = None, prompt_mode: str = "auto",
-) -> dict[str, Any]:
-    k = k or n
-    if not 1 <= k <= n:
-        from factory.core.errors import FactoryError
+def eval_config(values: dict[str, Any], where: str = "factory eval") -> GenerateConfig:
+    """The generation an evaluation runs, from flat settings (keyed as in a recipe) over eval's defaults."""
+    return from_flat(GenerateConfig, {**EVAL_DEFAULTS, **values}, where, EVAL_SETTINGS)
 
-        raise FactoryError(f"--k {k} must be between 1 and --n {n}: pass@k needs at least k samples per problem")
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, n=n, seed=seed)
-    config = GenerateConfig(problems=problems, model=model, template=template, backend=backend, sampling=sampling,
-                            limit=limit, backend_options=backend_options or {}, mapping=mapping or {},
-                            prompt_mode=prompt_mode)
+
+def evaluate(config: GenerateConfig, k: int | None = None, run_dir: Path | None = None,
+             log: Any = lambda _m: None) -> dict[str, Any]:
+    sampling = config.sampling
+    k = k or sampling.n
+    if not 1 <= k <= sampling.n:
+        raise FactoryError(f"--k {k} must be between 1 and --n {sampling.n}: "
+                           "pass@k needs at least k samples per problem")
+    model, backend = config.model, config.backend
     # The model's identity (a served name for a server), its weights, and everything that changes the samples.
     where = (str(Path(model).resolve()) if backend == "vllm"
-             else f"{backend}:{(backend_options or {}).get('base_url')}:{model}")
-    key = stable_hash(where, model_digest(model) if backend == "vllm" else None, problems, template, sampling.as_dict(),
-                      limit, mapping or {}, prompt_mode)
+             else f"{backend}:{config.backend_options.get('base_url')}:{model}")
+    key = stable_hash(where, model_digest(model) if backend == "vllm" else None, config.problems, config.template,
+                      sampling.as_dict(), config.limit, config.mapping, config.prompt_mode)
     run_dir = run_dir or shards.runs_root() / f"eval-{key}"  # a retrained model gets a new run
     run_generation(config, run_dir, log=log)
     return {"model": model, **score_samples(shards.read_samples(run_dir, "generated"), k), "run": str(run_dir)}

@@ -21,7 +21,7 @@ import httpx
 
 from factory.core.errors import FactoryError, redact
 from factory.core.sample import Sampling
-from factory.generate.base import Completion, ProgressFn, Request
+from factory.generate.base import BACKEND_DEFAULTS, Completion, ProgressFn, Request
 
 
 def _check_server(base_url: str, api_key: str, timeout: float) -> list[dict[str, Any]]:
@@ -70,11 +70,11 @@ class OpenAIBackend:
     def __init__(
         self,
         model: str | None,
-        base_url: str = "http://127.0.0.1:8000/v1",
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 32,
-        max_retries: int = 4,
-        timeout: float = 600.0,
+        base_url: str = BACKEND_DEFAULTS.base_url,
+        api_key_env: str = BACKEND_DEFAULTS.api_key_env,
+        concurrency: int = BACKEND_DEFAULTS.concurrency,
+        max_retries: int = BACKEND_DEFAULTS.max_retries,
+        timeout: float = BACKEND_DEFAULTS.timeout,
         **_: Any,
     ):
         import openai

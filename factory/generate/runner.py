@@ -23,7 +23,16 @@ from factory.core.sample import Sampling, model_digest, request_seed, sample_id,
 from factory.core.settings import hints, setting
 from factory.core.textnorm import text_hash
 from factory.executors import ExecutorName, RayOptions, ShardJobs, check_executor, get_executor
-from factory.generate.base import BACKENDS, Backend, BackendOptions, Completion, Request, open_backend
+from factory.generate.base import (
+    BACKEND_HELP,
+    BACKENDS,
+    Backend,
+    BackendName,
+    BackendOptions,
+    Completion,
+    Request,
+    open_backend,
+)
 from factory.problems.gym import SCORER_KEYS
 from factory.problems.sources import FIELDS, load_problems
 from factory.prompting.formats import implied_prefill, parse_output, prompt_prefill
@@ -44,8 +53,7 @@ class GenerateConfig:
                          flags=("--model", "-m"))
     template: str = setting("r1_zero", "Template name (see `factory templates`) or path to a .yaml file; a comma "
                             "list prompts each problem with each.", flags=("--template", "-t"))
-    backend: Literal["vllm", "openai"] = setting("vllm", "vllm (offline engine) or openai "
-                                                         "(any OpenAI-compatible server).")
+    backend: BackendName = setting("vllm", BACKEND_HELP)
     sampling: Sampling = setting(Sampling(), "")  # frozen, so one default serves all; its fields are the settings
     mapping: dict[str, str] = setting({}, "Column mapping FIELD=COLUMN for problem, answer, tests, task, id.",
                                       flags=("--map",), key="map")
@@ -219,20 +227,16 @@ def sample_rows(
                 "sampling": config.sampling.as_dict(),
                 "error": c.error,
                 "scores": "{}",
-                "metadata": json.dumps(
-                    {
-                        "prompt_mode": mode,
-                        "backend": backend.name,
-                        # The part of the model's turn that was in the prompt; format checks need it.
-                        "prefill": prefill,
-                        # The format the completion is in (what `auto` detected, when it could).
-                        "format": parsed.format if parsed and parsed.format else template.format,
-                        "messages": messages,
-                        "context": context,
-                    },
-                    ensure_ascii=False,
-                    default=str,
-                ),
+                "metadata": {  # written as JSON by to_table
+                    "prompt_mode": mode,
+                    "backend": backend.name,
+                    # The part of the model's turn that was in the prompt; format checks need it.
+                    "prefill": prefill,
+                    # The format the completion is in (what `auto` detected, when it could).
+                    "format": parsed.format if parsed and parsed.format else template.format,
+                    "messages": messages,
+                    "context": context,
+                },
             }
         )
     return rows

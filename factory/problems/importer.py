@@ -25,6 +25,7 @@ from factory.core import shards
 from factory.core.errors import FactoryError
 from factory.core.problem import Problem
 from factory.core.sample import stable_hash, to_table
+from factory.core.settings import setting
 from factory.core.textnorm import text_hash
 from factory.generate.runner import small_context
 from factory.problems.sources import FIELDS, problem_columns, problem_from_row, read_rows
@@ -47,14 +48,30 @@ ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assi
 
 @dataclass
 class ImportConfig:
-    source: str
-    format: str = "auto"
-    model: str = "unknown"
-    mapping: dict[str, str] = field(default_factory=dict)
-    limit: int | None = None
-    shard_size: int = 2048
-    tokenizer: str | None = None  # counts completion tokens when the source has no such column
-    allow_empty: bool = False  # record empty completions as failed samples instead of refusing the source
+    """What an import reads and how: the `factory import` flags are these fields (but the source, an argument)."""
+
+    source: str = setting(help="Existing generations: .jsonl/.parquet/.csv, a datasets folder or hf:ORG/NAME[:SPLIT], "
+                               "with a completion column (text or list of texts) or chat messages.")
+    format: str = setting("auto", "Output format of the completions (see `factory formats`); auto detects it per "
+                                  "sample.", flags=("--format", "-f"))
+    model: str = setting("unknown", "Who wrote the completions, recorded in every sample.", flags=("--model", "-m"))
+    mapping: dict[str, str] = setting({}, f"FIELD=COLUMN for {', '.join((*FIELDS, *IMPORT_FIELDS))}.",
+                                      flags=("--map",), key="map")
+    limit: int | None = setting(None, "Import only the first N rows.")
+    shard_size: int = setting(2048, "Samples per shard.")
+    tokenizer: str | None = setting(None, "Tokenizer (model folder or hub id) to count completion tokens when the "
+                                          "source has none.")
+    allow_empty: bool = setting(False, "Keep empty completions as failed samples instead of refusing the source.")
+
+    def validate(self) -> None:
+        fields = (*FIELDS, *IMPORT_FIELDS)
+        for key, column in self.mapping.items():
+            if key not in fields:
+                raise FactoryError(f"bad --map '{key}={column}': field '{key}' is not one of {', '.join(fields)}")
+        if self.limit is not None and self.limit < 1:
+            raise FactoryError(f"--limit {self.limit}: import at least 1 row, or no limit")
+        if self.shard_size < 1:
+            raise FactoryError("--shard-size must be at least 1")
 
 
 @dataclass
@@ -181,10 +198,10 @@ def _sample(p: Problem, model: str, text: Any, j: int, row: dict[str, Any], cols
         "finish_reason": str(finish) if finish is not None else None,
         "prompt_tokens": None, "completion_tokens": int(tokens) if tokens is not None else counter(text),
         "model": model, "sampling": None, "error": error, "scores": "{}",
-        "metadata": json.dumps({"backend": "import", "prefill": prefill,
-                                "format": parsed.format if parsed and parsed.format else config.format,
-                                **({"messages": prompt} if prompt else {}),
-                                "context": context}, ensure_ascii=False, default=str),
+        "metadata": {"backend": "import", "prefill": prefill,  # written as JSON by to_table
+                     "format": parsed.format if parsed and parsed.format else config.format,
+                     **({"messages": prompt} if prompt else {}),
+                     "context": context},
     }
 
 
@@ -213,9 +230,8 @@ def import_generations(config: ImportConfig, run_dir: Path,
                        log: Callable[[str], None] = lambda _m: None) -> ImportResult:
     from factory.core.lock import run_lock
 
+    config.validate()
     get_format(config.format)  # an unknown format fails before any reading
-    if config.shard_size < 1:
-        raise FactoryError("--shard-size must be at least 1")
     rows = read_rows(config.source, config.limit)
     if not rows:
         raise FactoryError(f"{config.source}: the source has no rows")
@@ -227,7 +243,7 @@ def import_generations(config: ImportConfig, run_dir: Path,
     samples = list(_samples(rows, config, _token_counter(config.tokenizer)))
     result = ImportResult(run_dir, samples=len(samples), empty=sum(s["error"] is not None for s in samples))
     for s in samples:
-        fmt = json.loads(s["metadata"])["format"]
+        fmt = s["metadata"]["format"]
         result.formats[fmt] = result.formats.get(fmt, 0) + 1
     with run_lock(run_dir):
         shards.check_run(run_dir, fingerprint_config, fingerprint)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from factory.core.errors import FactoryError
 from factory.core.settings import setting
 from factory.filter.steps.global_steps import GlobalResult, GlobalStep
+from factory.generate.base import BACKEND_DEFAULTS, BACKENDS, BackendName
 
 
 @dataclass
@@ -24,8 +25,8 @@ class Judge(GlobalStep):
     description = "Score each kept sample with a judge model (judge template); reject below min_score."
     reasons = ("low_judge_score", "judge_unparsed", "judge_error")
     model: str = setting("", "judge model: folder or hub id (vllm) or served name (openai)")
-    backend: Literal["vllm", "openai"] = setting("vllm", "vllm or openai")
-    base_url: str = setting("http://127.0.0.1:8000/v1", "openai backend: API root")
+    backend: BackendName = setting("vllm", " or ".join(BACKENDS))
+    base_url: str = setting(BACKEND_DEFAULTS.base_url, "openai backend: API root")
     template: str = setting("judge", "template that asks for 'Score: N'")
     min_score: float = setting(6.0, "lowest score kept")
     max_tokens: int = setting(512, "tokens for the judge's answer")
