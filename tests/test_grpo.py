@@ -182,6 +182,8 @@ def test_settings_known_to_lose_accuracy_are_warned_about():
     assert GRPOConfig(lr=3e-4).divergence_warnings()  # train=all, as measured in the README
     assert not GRPOConfig(lr=1e-5).divergence_warnings()
     assert not GRPOConfig(lr=1e-2, train="norms").divergence_warnings()
+    assert GRPOConfig(lr=2e-2, train="norms").divergence_warnings()  # constant 2e-2 swung, as measured
+    assert not GRPOConfig(lr=2e-2, train="norms", lr_schedule="cosine").divergence_warnings()
     with pytest.raises(FactoryError, match="train must be one of all, norms"):
         GRPOConfig(model="m", out="o", train="embeddings").validate()
 
