@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,11 @@ def test_cosine_schedule_decays_to_zero_and_ties_the_run_to_its_steps():
     assert abs(cosine.lr_factor(4 + 48) - 0.5) < 1e-9  # half-way through the decay: half the rate
     # a constant rate extends with more steps; a cosine decay is set by them
     assert "steps" not in constant.trajectory() and cosine.trajectory()["steps"] == 100
+    # a checkpoint written before lr_schedule existed ran at a constant rate: it resumes as one
+    older = {k: v for k, v in asdict(constant).items() if k != "lr_schedule"}
+    assert constant.continues(older) and not cosine.continues(older)
+    with pytest.raises(FactoryError, match="lr_schedule must be one of constant, cosine"):
+        GRPOConfig(model="m", out="o", lr_schedule="linear").validate()
     mu = GRPOConfig(model="m", out="o", steps=10, num_iterations=2, lr_schedule="cosine")
     assert mu.lr_factor(19) < 0.01 < mu.lr_factor(10)  # counted in optimizer steps: mu per GRPO step
 

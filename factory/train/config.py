@@ -18,7 +18,7 @@ Trainable = Literal["all", "norms"]  # which weights GRPO updates
 LrSchedule = Literal["constant", "cosine"]  # GRPO's learning rate after warmup
 RolloutBackend = Literal["auto", "vllm", "transformers"]
 PromptMode = Literal["auto", "chat", "base"]
-LOSS_TYPES, TRAINABLE = get_args(LossType), get_args(Trainable)
+LOSS_TYPES, TRAINABLE, LR_SCHEDULES = get_args(LossType), get_args(Trainable), get_args(LrSchedule)
 
 
 @dataclass
@@ -91,6 +91,8 @@ class GRPOConfig:
             problems.append("temperature must be > 0: a group of identical greedy samples has no spread")
         if self.train not in TRAINABLE:
             problems.append(f"train must be one of {', '.join(TRAINABLE)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
         if self.length_limit is not None and not 0 <= self.length_limit < self.max_new_tokens:
             problems.append(f"length_limit {self.length_limit} must be in [0, max_new_tokens={self.max_new_tokens})")
         if self.eval_every < 1 or self.eval_n < 1:
@@ -106,6 +108,12 @@ class GRPOConfig:
         if self.lr_schedule == "constant":
             ignored.add("steps")
         return {k: v for k, v in asdict(self).items() if k not in ignored}
+
+    def continues(self, saved: dict[str, Any]) -> bool:
+        """Whether a checkpoint's saved settings are on this run's trajectory. A setting the checkpoint
+        predates ran at its default, so an older run still resumes."""
+        defaults = asdict(GRPOConfig())
+        return {k: saved.get(k, defaults[k]) for k in self.trajectory()} == self.trajectory()
 
     def lr_factor(self, step: int) -> float:
         """The learning rate of optimizer step `step` (0-based; num_iterations per GRPO step) as a share of `lr`."""

@@ -324,8 +324,7 @@ def run_grpo(config: GRPOConfig, log: Callable[[str], None] = print) -> dict[str
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer, scheduler)
-        saved = state.get("config") or {}
-        if {k: saved.get(k) for k in config.trajectory()} != config.trajectory():
+        if not config.continues(state.get("config") or {}):
             raise FactoryError(f"{out} holds a GRPO run with other settings; use another --out or delete it")
         log(f"resumed from {ckpt.name} at step {state['step']}")
     # Resumed runs must draw the same problems and samples: derive both from the step.
