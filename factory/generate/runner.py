@@ -91,6 +91,10 @@ class GenerateConfig:
             raise FactoryError("--n, --max-tokens and --shard-size must be at least 1")
         if s.temperature < 0 or not 0 < s.top_p <= 1:
             raise FactoryError("--temperature must be >= 0 and --top-p in (0, 1]")
+        if s.temperature == 0 and s.n > 1:
+            # greedy decoding gives every sample the same text (vLLM refuses it outright)
+            raise FactoryError(f"--temperature 0 is greedy, so its {s.n} samples per prompt would all be the same "
+                               "text: use --n 1, or a temperature above 0")
 
 
 @dataclass
