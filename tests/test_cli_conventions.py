@@ -62,7 +62,7 @@ def test_one_name_per_setting_and_choices_in_help(cli, monkeypatch: pytest.Monke
     (["show"], "Missing argument"),
     (["train", "grpo", "--loss-type", "sgd"], "'sgd' is not one of"),
     (["funnel", "r", "--colour"], "No such option"),
-    (["eval", "--model", "m", "--temperature", "0", "--n", "2"], "--temperature 0 is greedy"),  # vLLM's traceback before
+    (["eval", "--model", "m", "--temperature", "0", "--n", "2"], "--temperature 0 is greedy"),
     (["generate", "r", "--model", "m", "--temperature", "0", "--n", "2"], "use --n 1"),
 ])
 def test_a_bad_flag_is_one_line(cli, runs_dir: Path, args, needle):

@@ -17,6 +17,7 @@ from factory.core import shards
 from factory.core.errors import FactoryError
 from factory.core.sample import to_table
 from factory.train.checkpoint import latest_checkpoint
+from factory.train.config import changed_settings
 from factory.train.data import (
     IGNORE,
     bucketed_batches,
@@ -280,6 +281,14 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny_model: Path, tmp_pa
 
     with pytest.raises(FactoryError, match=r"different config \(lr: 0\.002 -> 0\.001\)"):
         run_sft(replace(b, lr=1e-3), log=lambda _: None)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_still_resumes() -> None:
+    now = SFTConfig(data="d", model="m", out="o")
+    older = {k: v for k, v in now.trajectory().items() if k != "lora_alpha"}  # saved before lora_alpha existed
+    assert changed_settings(now, older) == {}  # it ran at the default
+    assert changed_settings(replace(now, lora_alpha=8), older) == {"lora_alpha": (16, 8)}
+    assert changed_settings(replace(now, lr=1e-3), {**older, "lora_alpha": 16}) == {"lr": (2e-5, 1e-3)}
 
 
 def test_resume_refuses_changed_data(tiny_model: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ stay cheap: the runners (and torch) load only when a training command runs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 from factory.core.errors import FactoryError
@@ -19,6 +19,16 @@ LrSchedule = Literal["constant", "cosine"]  # GRPO's learning rate after warmup
 RolloutBackend = Literal["auto", "vllm", "transformers"]
 PromptMode = Literal["auto", "chat", "base"]
 LOSS_TYPES, TRAINABLE, LR_SCHEDULES = get_args(LossType), get_args(Trainable), get_args(LrSchedule)
+
+
+def changed_settings(config: Any, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The settings of `config.trajectory()` that a checkpoint's saved settings differ on, as
+    {name: (saved, now)}. A setting the checkpoint predates ran at its default, so a run saved before
+    a new setting existed still resumes."""
+    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+    now = config.trajectory()
+    was = {k: saved.get(k, defaults.get(k)) for k in now}
+    return {k: (was[k], now[k]) for k in now if was[k] != now[k]}
 
 
 @dataclass
@@ -110,10 +120,8 @@ class GRPOConfig:
         return {k: v for k, v in asdict(self).items() if k not in ignored}
 
     def continues(self, saved: dict[str, Any]) -> bool:
-        """Whether a checkpoint's saved settings are on this run's trajectory. A setting the checkpoint
-        predates ran at its default, so an older run still resumes."""
-        defaults = asdict(GRPOConfig())
-        return {k: saved.get(k, defaults[k]) for k in self.trajectory()} == self.trajectory()
+        """Whether a checkpoint's saved settings are on this run's trajectory."""
+        return not changed_settings(self, saved)
 
     def lr_factor(self, step: int) -> float:
         """The learning rate of optimizer step `step` (0-based; num_iterations per GRPO step) as a share of `lr`."""

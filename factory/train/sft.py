@@ -31,7 +31,7 @@ from factory.train.checkpoint import (
     save_checkpoint,
     save_final,
 )
-from factory.train.config import SFTConfig  # the settings live torch-free, for the CLI
+from factory.train.config import SFTConfig, changed_settings  # the settings live torch-free, for the CLI
 from factory.train.data import (
     IGNORE,
     bucketed_batches,
@@ -89,12 +89,12 @@ def _data_hash(data: list[tuple[list[int], list[int]]]) -> str:
     return h.hexdigest()
 
 
-def _check_resume(ckpt: Path, fingerprint: dict[str, Any]) -> None:
+def _check_resume(ckpt: Path, config: SFTConfig, fingerprint: dict[str, Any]) -> None:
     # mmap: reads the small config without loading the optimizer state a second time.
     old = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)["state"]
-    if old.get("config") != fingerprint["config"]:
-        changed = sorted(k for k in fingerprint["config"] if old.get("config", {}).get(k) != fingerprint["config"][k])
-        diff = ", ".join(f"{k}: {old.get('config', {}).get(k)!r} -> {fingerprint['config'][k]!r}" for k in changed)
+    changed = changed_settings(config, old.get("config") or {})
+    if changed:
+        diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, (was, now) in sorted(changed.items()))
         raise FactoryError(
             f"{ckpt} was made with a different config ({diff}); resuming would not continue the same "
             "run: use the same settings, another out folder, or delete the folder to start over"
@@ -155,7 +155,7 @@ def run_sft(config: SFTConfig, log: Callable[[str], None] = print) -> dict[str, 
     step, micro, last_loss = 0, 0, None
     ckpt = latest_checkpoint(out)
     if ckpt is not None:
-        _check_resume(ckpt, fingerprint)
+        _check_resume(ckpt, config, fingerprint)
         state = load_checkpoint(ckpt, model, optimizer, scheduler)
         step, micro, last_loss = state["step"], state["micro"], state.get("loss")
         log(f"resumed from {ckpt} at step {step}/{total_steps}")
