@@ -14,7 +14,7 @@ from factory.core.errors import FactoryError
 from factory.core.settings import setting
 
 LossType = Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's aggregations, by the same names
-Trainable = Literal["all", "norms"]  # which weights GRPO updates
+Trainable = Literal["all", "norms", "final-norm"]  # which weights GRPO updates
 LrSchedule = Literal["constant", "cosine"]  # GRPO's learning rate after warmup
 RolloutBackend = Literal["auto", "vllm", "transformers"]
 PromptMode = Literal["auto", "chat", "base"]
@@ -68,8 +68,9 @@ class GRPOConfig:
     seed: int = setting(0, "seed of problem order, sampling and initialisation")
     save_every: int = setting(10, "checkpoint every N steps (and at the end)")
     limit: int | None = setting(None, "use only the first N problems")
-    train: Trainable = setting("all", "which weights GRPO updates: all, or norms (the normalisation layers' gains "
-                               "only: on small models the rest of the RL gradient is mostly noise; use lr ~1e-2)")
+    train: Trainable = setting("all", "which weights GRPO updates: all; norms (the normalisation layers' gains "
+                               "only: on small models the rest of the RL gradient is mostly noise; use lr ~1e-2); "
+                               "or final-norm (the output norm's gain alone: how sharply the policy samples)")
     eval_problems: str | None = setting(None, "held-out problems whose sampled pass@1 is logged every eval_every steps "
                                         "(and before the first), e.g. builtin:arithmetic?n=500&seed=7")
     eval_every: int = setting(25, "steps between held-out evaluations")

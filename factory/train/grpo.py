@@ -266,12 +266,15 @@ def trainable_parameters(model: Any, which: str) -> list[torch.nn.Parameter]:
     cosine ~0 on the shipped tiny model): Adam moves every weight by about lr a step whatever the
     gradient's consistency, so those steps add up to a random walk that costs accuracy. What holds
     across problems is how sharply the policy commits to its best answer, which the gains set; they
-    take a learning rate 100x higher without harm."""
+    take a learning rate 100x higher without harm. `final-norm`: the output norm's gain alone, which
+    scales the logits per hidden dimension (a learned temperature); the inner gains' own random walk
+    is what costs accuracy at high rates."""
     params = list(model.parameters())
-    if which == "norms":
-        gains = [p for name, p in model.named_parameters() if p.dim() == 1 and "norm" in name]
+    if which in ("norms", "final-norm"):
+        gains = [p for name, p in model.named_parameters() if p.dim() == 1 and "norm" in name
+                 and (which == "norms" or ".layers." not in name)]
         if not gains:
-            raise FactoryError("train=norms: the model has no normalisation layers' gains to train; use train=all")
+            raise FactoryError(f"train={which}: the model has no such normalisation gain to train; use train=all")
         keep = {id(p) for p in gains}
         for p in params:
             p.requires_grad_(id(p) in keep)
